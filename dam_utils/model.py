@@ -41,18 +41,19 @@ N_CLASSES = 10
 
 
 def _forward_core(a: torch.Tensor, c2: torch.Tensor, n: int) -> torch.Tensor:
-    """sum_mu relu(a[b, mu] + c2[mu, alpha])^n, shape (B, C). ``a``: (B, K), ``c2``: (K, C)."""
+    """D = sum_mu [relu(a + c2_alpha)^n - relu(a)^n], shape (B, C). ``a``: (B, K), ``c2``: (K, C)."""
     r = (a.unsqueeze(2) + c2.unsqueeze(0)).clamp(min=0)  # (B, K, C)
-    return (r**n).sum(1)
+    return (r**n).sum(1) - (a.clamp(min=0) ** n).sum(1, keepdim=True)
 
 
 def _backward_core(
     a: torch.Tensor, c2: torch.Tensor, g: torch.Tensor, n: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """With P[b, mu, alpha] = g[b, alpha] relu(a + c2)^(n-1): returns (sum_alpha P, sum_b P)."""
+    """With P[b, mu, alpha] = g[b, alpha] relu(a + c2)^(n-1), returns (Q T / n, sum_b P) where
+    Q T / n = sum_alpha P - (sum_alpha g) relu(a)^(n-1) is the derivative w.r.t. a (up to n / T)."""
     r = (a.unsqueeze(2) + c2.unsqueeze(0)).clamp(min=0)  # (B, K, C)
     p = g.unsqueeze(1) * r ** (n - 1)  # (B, K, C)
-    return p.sum(2), p.sum(0)
+    return p.sum(2) - g.sum(1, keepdim=True) * a.clamp(min=0) ** (n - 1), p.sum(0)
 
 
 _CHUNK = 256  # memories per eager chunk: B x 256 x 10 floats stay near the L2 cache
@@ -137,7 +138,7 @@ class _EnergyDifference(torch.autograd.Function):
     def forward(ctx, v: torch.Tensor, xi: torch.Tensor, xc: torch.Tensor, n: int, T: float) -> torch.Tensor:
         a = (v @ xi.T - xc.sum(1)) / T  # (B, K), temperature folded in
         c2 = 2.0 * xc / T  # (K, C)
-        d = _fwd(a, c2, n) - (a.clamp(min=0) ** n).sum(1, keepdim=True)  # (B, C)
+        d = _fwd(a, c2, n)  # (B, C)
         ctx.save_for_backward(v, xi, a, c2)
         ctx.n, ctx.T = n, T
         return d
@@ -147,8 +148,8 @@ class _EnergyDifference(torch.autograd.Function):
         v, xi, a, c2 = ctx.saved_tensors
         n, T = ctx.n, ctx.T
         g = g.contiguous()
-        p_sum_c, p_sum_b = _bwd(a, c2, g, n)  # (B, K), (K, C)
-        q = (n / T) * (p_sum_c - g.sum(1, keepdim=True) * a.clamp(min=0) ** (n - 1))  # (B, K)
+        q_scaled, p_sum_b = _bwd(a, c2, g, n)  # (B, K), (K, C)
+        q = (n / T) * q_scaled  # (B, K): total derivative w.r.t. the unscaled argument a
         gv = q @ xi if ctx.needs_input_grad[0] else None
         gxi = q.T @ v if ctx.needs_input_grad[1] else None
         gxc = (2.0 * n / T) * p_sum_b - q.sum(0).unsqueeze(1) if ctx.needs_input_grad[2] else None
