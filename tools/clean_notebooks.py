@@ -47,6 +47,15 @@ def clean(nb: dict) -> dict:
             cell_meta.pop(key, None)
         if cell_meta.get("tags") == []:  # papermill adds an empty tag list to every cell
             del cell_meta["tags"]
+        if "remove-output" in cell_meta.get("tags", []):  # never shown: do not store it
+            cell["outputs"] = []
+    # Widget state without a stored widget view would make the site load widget JS for nothing.
+    views = [
+        o for c in nb.get("cells", []) for o in c.get("outputs", []) or []
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    if not views:
+        meta.pop("widgets", None)
     return nb
 
 
