@@ -28,6 +28,7 @@ from .model import DAM, N_CLASSES, confidence
 __all__ = [
     "class_means",
     "cross_classification",
+    "crossing_rows",
     "distance_rows",
     "nearest_distances",
     "nearest_in_class",
@@ -170,4 +171,27 @@ def distance_rows(
         nn, j = nearest_distances(x, x_train)
         rows.append(row(key, x, t, nn, j, (x.double() - means[t]).norm(dim=1)))
     rows.append(row(reference_name, x_ref, y_ref.cpu(), ref_nn, ref_j, ref_mean))
+    return rows
+
+
+def crossing_rows(results: dict[int, Any], x_train: torch.Tensor, y_train: torch.Tensor) -> list[dict[str, Any]]:
+    """Chapter 3's table, one row per model: how many images crossed the decision boundary, how far
+    (median L2 distance clean -> boundary, also relative to the nearest training image of the second
+    class), after how many steps, whether the behind image is the second choice, and how often the
+    naive gradient vanished or float32 underflowed. ``results``: ``{n: DeformResult}``."""
+    rows = []
+    for n, r in results.items():
+        c = r.crossed
+        d = r.boundary_distance()[c].double()  # (crossed,)
+        ratio = d / nearest_in_class(r.clean[c], r.second[c], x_train, y_train)
+        s = r.summary()
+        some = len(d) > 0
+        rows.append({"n": n, "images": s["images"], "crossed (%)": 100 * s["crossed"] / s["images"],
+                     "boundary distance, median": float(d.median()) if some else float("nan"),
+                     "quartiles": f"{d.quantile(0.25):.3g}–{d.quantile(0.75):.3g}" if some else "–",
+                     "÷ nearest training image of the second class": float(ratio.median()) if some else float("nan"),
+                     "steps to cross, median": s["median_cross_step"],
+                     "behind image labelled second choice (%)": 100 * s["behind_is_second"] / max(s["crossed"], 1),
+                     "zero textbook gradient (images)": s["images_with_vanishing_naive_gradient"],
+                     "float64 fallback (images)": s["images_with_float32_underflow"]})
     return rows

@@ -75,3 +75,24 @@ def test_nearest_in_class() -> None:
     for i in range(5):
         ref = torch.cdist(x[i : i + 1].double(), x_train[y_train == cls[i]].double()).min()
         assert float(d[i]) == pytest.approx(float(ref))
+
+
+def test_crossing_rows_summarise_each_model(random_dam) -> None:
+    from dam_utils import attacks as A
+
+    g = torch.Generator().manual_seed(0)
+    x_train = torch.rand(200, 784, generator=g) * 2 - 1
+    y_train = torch.arange(200) % 10
+    x = A.noise_images(6, 0.5, seed=2)
+    cfg = A.DeformConfig.smoke(eps=0.5, max_steps=60, patience=10)
+    results = {n: A.deform(random_dam(n, seed=n), x, 2, cfg) for n in (2, 3)}
+    assert any(res.crossed.any() for res in results.values())
+    rows = R.crossing_rows(results, x_train, y_train)
+    assert [r["n"] for r in rows] == [2, 3]
+    for r, res in zip(rows, results.values(), strict=True):
+        assert r["images"] == 6
+        assert r["crossed (%)"] == pytest.approx(100 * res.crossed.float().mean().item())
+        if res.crossed.any():
+            d = res.boundary_distance()[res.crossed].double()
+            assert r["boundary distance, median"] == pytest.approx(float(d.median()))
+            assert r["÷ nearest training image of the second class"] > 0
