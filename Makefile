@@ -136,7 +136,7 @@ notebooks: $(VENV_STAMP) $(DATA)
 # `make notebooks` (or papermill on notebooks/04_transfer.ipynb) and commit artifacts/ and the notebook.
 REPRODUCE_ARGS ?=
 reproduce: $(VENV_STAMP) $(DATA)
-	$(PY) -m dam_utils.transfer $(REPRODUCE_ARGS)
+	$(PY) -m dam_utils.reproduce $(REPRODUCE_ARGS)
 	$(PY) -m dam_utils.scorecard
 
 bench: $(VENV_STAMP) $(DATA)

@@ -1,4 +1,4 @@
-"""Throughput of the section-4 deformation (:func:`dam_utils.attacks.deform`) on MNIST test images.
+"""Throughput of the section-4 deformation (:func:`dam_utils.deform.deform`) on MNIST test images.
 
 Runs ``deform`` to the crossing (what the transfer table, Fig. 5, needs) on ``--n-images`` test images for
 one model and prints images/s, the time extrapolated to all 10000 test images (target: <= 3 min on a
@@ -22,24 +22,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dam_utils.attacks import DeformConfig, deform
+from dam_utils.artifacts import load_book_model
+from dam_utils.checkpoint import load_checkpoint
 from dam_utils.data import load_mnist
-from dam_utils.model import DAM
+from dam_utils.deform import DeformConfig, deform
+from dam_utils.model import DAM, N_PIXELS
+from dam_utils.train_config import TrainConfig
 
 
 def load_model(n: int, checkpoint: str | None, device: torch.device) -> tuple[DAM, int, str]:
     """(model, loss power m, description) from a checkpoint or the book's artifacts."""
     if checkpoint:
-        from dam_utils.checkpoint import load_checkpoint
-        from dam_utils.train import TrainConfig
-
         state = load_checkpoint(checkpoint)
         cfg = TrainConfig(**state["config"])
         w = state["weights"]
-        model = DAM(w[:, :784].contiguous(), w[:, 784:].contiguous(), cfg.n, cfg.temperature(state["epoch"]))
+        model = DAM(w[:, :N_PIXELS].contiguous(), w[:, N_PIXELS:].contiguous(), cfg.n, cfg.temperature(state["epoch"]))
         return model.to(device), cfg.m, f"{checkpoint} (epoch {state['epoch']})"
-    from dam_utils.artifacts import load_book_model
-
     model, entry = load_book_model(n, device)
     return model, int(entry["config"]["m"]), f"book model n={n}"
 

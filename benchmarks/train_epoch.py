@@ -91,14 +91,14 @@ def main() -> None:
 
     floor = gemm_floor(B, cfg.K, batches, device)
     train(TrainConfig.paper(args.n, K=args.K, epochs=1, batches_per_epoch=3), data, device=device,
-          progress=False, eval_every=0)  # warm-up: compile the kernels
+          progress=False, eval_every=0, health_every=0)  # warm-up: compile the kernels
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(2):
         _sync(device)
         t = time.perf_counter()
-        train(cfg, data, device=device, progress=False, eval_every=0)
+        train(cfg, data, device=device, progress=False, eval_every=0, health_every=0)
         _sync(device)
         times.append(time.perf_counter() - t)
     epoch = min(times)

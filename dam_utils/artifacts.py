@@ -13,7 +13,9 @@ atomic and the manifest is updated under a file lock, so parallel runs cannot te
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import io
@@ -26,8 +28,12 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write_bytes, atomic_write_text
-from .model import DAM
+from .checkpoint import load_checkpoint
+from .data import dataset_fingerprint, load_mnist
+from .health import health_report
+from .model import DAM, N_PIXELS
 from .paths import artifacts_dir
+from .train_config import TrainConfig, TrainResult, model_name
 
 MANIFEST_FORMAT = "dam-book-manifest/1"
 
@@ -103,15 +109,14 @@ def verified_path(name: str, root: Path | None = None) -> tuple[Path, dict[str, 
     return path, e
 
 
-def save_model(result: Any, data: Any, root: Path | None = None, book: bool = True) -> dict[str, Any]:
-    """Store a :class:`~dam_utils.train.TrainResult`: weights, history and a manifest entry.
+def save_model(result: TrainResult, data: Any, root: Path | None = None,
+               table: str | None = "book_models") -> dict[str, Any]:
+    """Store a :class:`~dam_utils.train_config.TrainResult`: weights, history and a manifest entry.
 
     The final train and test errors are measured here on the full sets with the final weights.
-    With ``book=True`` the model becomes the book's model for its n.
+    With ``table`` set (``"book_models"`` or ``"paper_models"``, see :data:`MODEL_TABLES`) the model
+    becomes the committed model of that table for its n.
     """
-    from .data import dataset_fingerprint
-    from .train import model_name
-
     root = root or artifacts_dir()
     cfg, model = result.config, result.model
     name = model_name(cfg)
@@ -129,14 +134,15 @@ def save_model(result: Any, data: Any, root: Path | None = None, book: bool = Tr
         "wall_time_s": round(result.wall_time_s, 1),
         "train_error": model.error_rate(data.x_train, data.y_train),
         "test_error": model.error_rate(data.x_test, data.y_test),
+        "health": health_report(model, data.x_train, data.x_test),
         "data": {"name": data.name, **dataset_fingerprint(data)},
         "history": name + ".history",
     }
     register(name + ".history", hpath, {"kind": "training-history", "model": name}, root)
     out = register(name, wpath, info, root)
-    if book:
+    if table is not None:
         with _locked_manifest(root) as manifest:
-            manifest["book_models"][str(cfg.n)] = name
+            manifest.setdefault(table, {})[str(cfg.n)] = name
     return out
 
 
@@ -153,58 +159,60 @@ def load_history(name: str, root: Path | None = None) -> list[dict[str, float]]:
     return json.loads(path.read_text())
 
 
-def book_model_name(n: int, root: Path | None = None) -> str:
-    """Name of the book's model for power ``n`` (``manifest['book_models']``)."""
-    names = read_manifest(root)["book_models"]
-    if str(n) not in names:
-        have = ", ".join(sorted(names, key=int)) or "none"
+# Which manifest table holds the committed models of each profile (smoke models are never committed).
+MODEL_TABLES = {"cpu": "book_models", "paper": "paper_models"}
+
+
+def book_model_name(n: int, root: Path | None = None, profile: str = "cpu") -> str:
+    """Name of the committed ``profile`` model for power ``n`` (``manifest["book_models"]`` for cpu,
+    ``manifest["paper_models"]`` for paper); raises :class:`ArtifactError` naming the command to run."""
+    if profile not in MODEL_TABLES:
+        raise ArtifactError(f"{profile!r} models are never committed: run the chapter with recompute=True")
+    table = read_manifest(root).get(MODEL_TABLES[profile], {})
+    if str(n) not in table:
+        have = ", ".join(sorted(table, key=int)) or "none"
         raise ArtifactError(
-            f"no committed model for n={n} (have n = {have}). Train one with "
-            f"`python -m dam_utils.train --n {n} --profile cpu`, or re-run the chapter with recompute=True."
+            f"no committed {profile!r} model for n={n} (committed: n = {have}). Train it with "
+            f"`python -m dam_utils.book_models --n {n} --profile {profile}` and commit artifacts/, "
+            f"or run the chapter with recompute=True (trains here, {profile!r} preset)."
         )
-    return names[str(n)]
+    return table[str(n)]
 
 
-def load_book_model(n: int, device: str | torch.device = "cpu", root: Path | None = None) -> tuple[DAM, dict[str, Any]]:
-    """The book's verified model for power ``n``."""
-    return load_model(book_model_name(n, root), device, root)
+def load_book_model(n: int, device: str | torch.device = "cpu", root: Path | None = None,
+                    profile: str = "cpu") -> tuple[DAM, dict[str, Any]]:
+    """The committed, verified ``profile`` model for power ``n`` and its manifest entry."""
+    return load_model(book_model_name(n, root, profile), device, root)
 
 
-def export_checkpoint(checkpoint: str | Path, data: Any, root: Path | None = None, book: bool = True) -> dict[str, Any]:
+def export_checkpoint(checkpoint: str | Path, data: Any, root: Path | None = None,
+                      table: str | None = "book_models") -> dict[str, Any]:
     """Turn a finished (or stopped) training checkpoint into a committed artifact."""
-    from .checkpoint import load_checkpoint
-    from .model import N_PIXELS
-    from .train import TrainConfig, TrainResult
-
     state = load_checkpoint(checkpoint)
     cfg = TrainConfig(**state["config"])
-    w = state["weights"]
+    w = state["weights"]  # (K, 794): visible | class parts
     done = int(state["epoch"])
     if done < cfg.epochs:  # a run stopped early: record what was really done
-        import dataclasses
-
         cfg = dataclasses.replace(cfg, epochs=done)
     model = DAM(w[:, :N_PIXELS].clone(), w[:, N_PIXELS:].clone(), cfg.n, cfg.temperature(done))
     res = TrainResult(model=model, history=state["history"], wall_time_s=state["wall_time_s"], config=cfg,
                       environment=state["environment"])
-    return save_model(res, data, root, book)
+    return save_model(res, data, root, table)
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    from .data import load_mnist
-
     ap = argparse.ArgumentParser(description="Export training checkpoints to artifacts/ or verify artifacts.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("export")
     ex.add_argument("checkpoints", nargs="+")
+    ex.add_argument("--table", default="book_models", choices=[*MODEL_TABLES.values(), "none"],
+                    help="make the exported models the committed models of this table (none: only store them)")
     sub.add_parser("verify")
     args = ap.parse_args(argv)
     if args.cmd == "export":
         data = load_mnist()
         for ck in args.checkpoints:
-            e = export_checkpoint(ck, data)
+            e = export_checkpoint(ck, data, table=None if args.table == "none" else args.table)
             print(f"{e['path']}: epochs={e['epochs']} train={e['train_error']:.2f}% test={e['test_error']:.2f}%")
     else:
         for name in read_manifest()["artifacts"]:

@@ -2,8 +2,8 @@
 Fig. 4 (the two objectives along a deformation, and clean / boundary / final triplets) and an animation
 of the deformation for the static site.
 
-Images are (784,) or (N, 784) tensors with pixels in [-1, 1]; they are drawn in grayscale on the fixed
-scale ``vmin=-1, vmax=1`` (:data:`IMAGE_CMAP`: ink, +1, is black on a white page, -1). Every function
+Images are (784,) or (N, 784) tensors with pixels in [-1, 1]; every one is drawn by the book's digit
+renderer :func:`dam_utils.plots.imshow_digit` (ink black on white, fixed scale [-1, 1]). Every function
 builds a new figure and returns it; nothing is random.
 """
 
@@ -21,8 +21,9 @@ import torch
 from matplotlib.animation import FuncAnimation
 from matplotlib.figure import Figure
 
+from .plots import imshow_digit
+
 __all__ = [
-    "IMAGE_CMAP",
     "SECOND_COLOUR",
     "TOP_COLOUR",
     "animation_frames",
@@ -32,26 +33,10 @@ __all__ = [
     "fig4_curves",
     "fig4_triplets",
     "stable_ids",
-    "to_image",
 ]
 
-#: Grayscale, ink (+1) black on white (-1).
-IMAGE_CMAP = "gray_r"
 #: Fig. 4 of the paper draws the second-choice objective in red.
 TOP_COLOUR, SECOND_COLOUR = "tab:blue", "tab:red"
-
-
-def to_image(v: torch.Tensor | np.ndarray) -> np.ndarray:
-    """A (784,) image as a (28, 28) float array."""
-    a = v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, dtype=float)
-    return a.reshape(28, 28)
-
-
-def _show(ax: Any, v: torch.Tensor | np.ndarray) -> Any:
-    im = ax.imshow(to_image(v), cmap=IMAGE_CMAP, vmin=-1.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return im
 
 
 # --------------------------------------------------------------------------------------------------
@@ -76,12 +61,10 @@ def fig3_rubbish(
         if len(x) != 10:
             raise ValueError(f"images[{n}] must hold 10 images (one per class), got {len(x)}")
         for a in range(10):
-            ax = axes[r, a]
-            _show(ax, x[a])
             label = f"{a}"
             if predicted is not None and int(predicted[n][a]) != a:
                 label += f" (→{int(predicted[n][a])})"
-            ax.set_title(label, fontsize=9, pad=2)
+            imshow_digit(axes[r, a], x[a], title=label)
         axes[r, 0].set_ylabel(f"$n = {n}$", fontsize=11, rotation=0, ha="right", va="center", labelpad=6)
     fig.subplots_adjust(left=0.07, right=0.995, top=0.96, bottom=0.01, wspace=0.06, hspace=0.3)
     return fig
@@ -106,7 +89,7 @@ def fig4_curves(
     iteration of eq. (5) on ``C^second``, with the crossing (decision boundary) marked.
 
     ``curves[n]``: ``log_c_top`` and ``log_c_second`` (L,) (NaN-padded, as in
-    :class:`dam_utils.attacks.DeformTrace`), ``gap`` (L,) ``D_top - D_second`` to locate the crossing, and
+    :class:`dam_utils.deform.DeformTrace`), ``gap`` (L,) ``D_top - D_second`` to locate the crossing, and
     optionally ``labels`` = (top, second) class labels for the legend.
     """
     ns = list(curves)
@@ -170,7 +153,7 @@ def fig4_triplets(
             for k, (key, title) in enumerate(names):
                 ax = axes[r, base + k]
                 ax.axis("on")
-                _show(ax, t[key])
+                imshow_digit(ax, t[key])
                 ax.set_title(title, fontsize=7.5, pad=2)
         axes[r, 0].axis("on")
         axes[r, 0].set_ylabel(f"$n = {n}$", fontsize=11, rotation=0, ha="right", va="center", labelpad=6)
@@ -223,7 +206,7 @@ def deformation_animation(
     ims, titles = [], []
     for j, n in enumerate(ns):
         ax = axes[0, j]
-        ims.append(_show(ax, snaps[j][0]))
+        ims.append(imshow_digit(ax, snaps[j][0]))
         titles.append(ax.set_title("", fontsize=8))
         top, sec = trajectories[n].get("labels", ("?", "?"))
         ax.set_xlabel(f"$n = {n}$: {top} → {sec}", fontsize=8)

@@ -28,6 +28,7 @@ import torch
 
 from .model import DAM, N_CLASSES
 from .paper import TEST_ERROR
+from .train import init_weights
 
 __all__ = [
     "class_specialisation",
@@ -92,8 +93,6 @@ def initial_specialisation(cfg: Any, margin: float = 0.5) -> dict[str, Any]:
     weight a probability of about 16 % to be positive, hence about a third of the memories with exactly
     one positive class weight before any training.
     """
-    from .train import init_weights  # local: train imports the model, not the metrics
-
     w = init_weights(cfg)
     return class_specialisation(DAM(w[:, :-N_CLASSES], w[:, -N_CLASSES:], cfg.n, cfg.T_i), margin)
 

@@ -25,6 +25,7 @@ autograd on :func:`reference_energy_difference`).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -106,22 +107,37 @@ def _run_compiled(name: str, n: int, *args: torch.Tensor):
     return _core(name, n)(*args)
 
 
-def _fwd(a: torch.Tensor, c2: torch.Tensor, n: int) -> torch.Tensor:
-    if compile_enabled() and _big(a):
+_NO_COMPILER: list[str] = []  # the reason, once torch.compile found no working compiler
+
+
+def _compiler_missing(err: BaseException) -> bool:
+    """True for the one failure we fall back on: no C++ compiler / unsupported backend for inductor.
+    Every other exception (a shape bug, out of memory) is a real error and propagates."""
+    text = f"{type(err).__name__}: {err}"
+    return isinstance(err, torch._dynamo.exc.BackendCompilerFailed) and any(
+        s in text for s in ("CppCompileError", "InvalidCxxCompiler", "compiler", "not supported")
+    )
+
+
+def _dispatch(name: str, n: int, eager, *args: torch.Tensor):
+    if compile_enabled() and not _NO_COMPILER and _big(args[0]):
         try:
-            return _run_compiled("fwd", n, a, c2)
-        except Exception:  # no compiler / unsupported backend: fall back, same maths
-            os.environ["DAM_COMPILE"] = "0"
-    return _forward_eager(a, c2, n)
+            return _run_compiled(name, n, *args)
+        except Exception as err:
+            if not _compiler_missing(err):
+                raise
+            _NO_COMPILER.append(str(err).splitlines()[0])
+            warnings.warn(f"torch.compile unavailable ({_NO_COMPILER[0]}); using the eager DAM kernels "
+                          "(same maths, slower). Set DAM_COMPILE=0 to silence this.", stacklevel=3)
+    return eager(*args, n)
+
+
+def _fwd(a: torch.Tensor, c2: torch.Tensor, n: int) -> torch.Tensor:
+    return _dispatch("fwd", n, _forward_eager, a, c2)
 
 
 def _bwd(a: torch.Tensor, c2: torch.Tensor, g: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if compile_enabled() and _big(a):
-        try:
-            return _run_compiled("bwd", n, a, c2, g)
-        except Exception:
-            os.environ["DAM_COMPILE"] = "0"
-    return _backward_eager(a, c2, g, n)
+    return _dispatch("bwd", n, _backward_eager, a, c2, g)
 
 
 class _EnergyDifference(torch.autograd.Function):
@@ -239,8 +255,3 @@ class DAM:
         """Classification error in percent."""
         pred = self.predict(v, batch_size).cpu()
         return 100.0 * (pred != labels.cpu()).float().mean().item()
-
-
-def confidence(outputs: torch.Tensor, beta_sm: float) -> torch.Tensor:
-    """Confidence Z = max_alpha softmax(beta_sm * Y)_alpha (paper, section 5); (B,)."""
-    return torch.softmax(beta_sm * outputs, dim=1).max(1).values

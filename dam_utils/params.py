@@ -20,6 +20,11 @@ meaning "take the value from the profile" (resolved by the config module);
 Chapter-specific extra knobs (an attack step size, a number of iterations) use
 the same helpers: :func:`check_int`, :func:`check_float`, :func:`check_choice`,
 :func:`check_bool`.
+
+Attack configurations (``RubbishConfig``, ``DeformConfig``) are frozen dataclasses built on
+:class:`Preset`: each field carries its rule (:func:`int_field`, :func:`float_field`,
+:func:`bool_field`), checked once when the config is built (:func:`validate_fields`), and the class
+lists its ``paper`` / ``cpu`` / ``smoke`` overrides in ``_PRESETS``.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ import math
 import numbers
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import torch
@@ -45,10 +50,15 @@ __all__ = [
     "SEED_RANGE",
     "ParameterError",
     "Params",
+    "Preset",
+    "bool_field",
     "check_bool",
     "check_choice",
     "check_float",
     "check_int",
+    "float_field",
+    "int_field",
+    "validate_fields",
     "validate_params",
 ]
 
@@ -276,3 +286,69 @@ def validate_params(**kwargs: Any) -> Params:
     if errors:
         raise ParameterError("\n".join(errors))
     return Params(**out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checked dataclass fields and presets, for the attack configurations
+# ---------------------------------------------------------------------------------------------------------
+
+
+def int_field(default: int, lo: int | None = None, hi: int | None = None) -> Any:
+    """A dataclass field holding an integer with ``lo <= value <= hi`` (:func:`check_int`)."""
+    return field(default=default, metadata={"check": lambda name, v: check_int(name, v, lo, hi)})
+
+
+def float_field(default: float, lo: float | None = None, hi: float | None = None, lo_inclusive: bool = True) -> Any:
+    """A dataclass field holding a finite number within the bounds (:func:`check_float`)."""
+    return field(default=default,
+                 metadata={"check": lambda name, v: check_float(name, v, lo, hi, lo_inclusive=lo_inclusive)})
+
+
+def bool_field(default: bool) -> Any:
+    """A dataclass field holding exactly a bool (:func:`check_bool`)."""
+    return field(default=default, metadata={"check": check_bool})
+
+
+def validate_fields(cfg: Any) -> None:
+    """Check every field of a (frozen) dataclass with the rule in its ``metadata['check']``; the checked,
+    coerced value replaces the given one. Raises :class:`ParameterError` naming the first bad field."""
+    for f in fields(cfg):
+        check = f.metadata.get("check")
+        if check is not None:
+            object.__setattr__(cfg, f.name, check(f.name, getattr(cfg, f.name)))
+
+
+class Preset:
+    """Mixin for frozen config dataclasses: ``paper()``, ``cpu()``, ``smoke()`` and ``preset(profile)``
+    build the class with the profile's overrides (``_PRESETS[profile]``) and then the keyword arguments;
+    ``__post_init__`` validates every field (:func:`validate_fields`)."""
+
+    _PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+    @classmethod
+    def paper(cls, **kw: Any) -> Any:
+        return cls.preset("paper", **kw)
+
+    @classmethod
+    def cpu(cls, **kw: Any) -> Any:
+        return cls.preset("cpu", **kw)
+
+    @classmethod
+    def smoke(cls, **kw: Any) -> Any:
+        return cls.preset("smoke", **kw)
+
+    @classmethod
+    def preset(cls, profile: str, **kw: Any) -> Any:
+        """The config of ``profile`` (one of :data:`PROFILES`), with ``kw`` overriding its fields."""
+        check_choice("profile", profile, PROFILES)
+        return cls(**{**cls._PRESETS[profile], **kw})
+
+    def replace(self, **kw: Any) -> Any:
+        """A copy with the fields in ``kw`` changed (validated again)."""
+        return replace(self, **kw)  # type: ignore[type-var]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]

@@ -1,5 +1,9 @@
 """Figures of chapter 1 (Krotov & Hopfield 2018, section 2): Fig. 1, training curves, Fig. 2 and the
-feature-to-prototype measures.
+feature-to-prototype measures; and the book's one digit renderer, :func:`imshow_digit`.
+
+Digits (images in [-1, 1]) are drawn the same way on every page: ink (+1) black on a white (-1) page,
+colour map :data:`DIGIT_CMAP` on the fixed scale [-1, 1], no ticks. Memories (weights, Fig. 2) are not
+digits: they use the paper's blue-white-red map, :data:`MEMORY_CMAP`.
 
 Every function builds a new figure with :mod:`matplotlib.pyplot` (so that a notebook shows it with
 ``plt.show()``) and returns it; nothing is random except the choice of memories in Fig. 2, which is
@@ -15,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.image import AxesImage
 from matplotlib.patches import Circle, FancyArrowPatch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
@@ -22,9 +27,12 @@ from .model import DAM
 from .paper import TEST_ERROR
 
 __all__ = [
+    "DIGIT_CMAP",
     "MEMORY_CMAP",
     "architecture_figure",
+    "as_digit",
     "fig2",
+    "imshow_digit",
     "memories_grid",
     "memory_mosaic",
     "specialisation_plot",
@@ -33,6 +41,26 @@ __all__ = [
 
 #: Fig. 2 of the paper shows weights in a blue-white-red map over [-1, 1].
 MEMORY_CMAP = "bwr"
+#: Digits: grayscale with ink (+1) black on a white (-1) page, on the fixed scale [-1, 1].
+DIGIT_CMAP = "gray_r"
+
+
+def as_digit(v: torch.Tensor | np.ndarray) -> np.ndarray:
+    """An image (784,) or (28, 28) as a (28, 28) float64 array (pixels unchanged)."""
+    a = v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, dtype=float)
+    return a.reshape(28, 28)
+
+
+def imshow_digit(ax: Any, v: torch.Tensor | np.ndarray, title: str | None = None) -> AxesImage:
+    """Draw one digit ``v`` ((784,) or (28, 28), pixels in [-1, 1]) into ``ax``: ink black on white
+    (:data:`DIGIT_CMAP`, ``vmin=-1``, ``vmax=1``), no ticks, optional small title. Returns the image
+    artist (``set_data`` animates it). The only way the book draws a digit."""
+    im = ax.imshow(as_digit(v), cmap=DIGIT_CMAP, vmin=-1.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9, pad=2)
+    return im
 
 
 def _colours(keys: Sequence[Any]) -> dict[Any, Any]:
@@ -204,21 +232,25 @@ def memories_grid(
     return root
 
 
-def fig2(models: Mapping[int, DAM], n_show: int = 25, seed: int = 0, ncols: int = 2) -> Figure:
+def fig2(models: Mapping[Any, DAM], n_show: int = 25, seed: int = 0, ncols: int = 2,
+         titles: Mapping[Any, str] | None = None, suptitle: str | None = None) -> Figure:
     """Fig. 2 of the paper: ``n_show`` random memories of each model, ``ncols`` models per row, one shared
-    colour bar over [-1, 1]. The same seed picks the memories of every model (their order is arbitrary)."""
+    colour bar over [-1, 1]. The same seed picks the memories of every model (their order is arbitrary).
+    ``titles`` (by key of ``models``) replaces the default panel titles ``n = ...``."""
     ns = list(models)
     ncols = max(1, min(ncols, len(ns)))
     nrows = -(-len(ns) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 1.0, 3.7 * nrows), squeeze=False)
     flat = list(axes.flat)
     for ax, n in zip(flat, ns, strict=False):
-        memories_grid(models[n], n_show=n_show, seed=seed, ax=ax, colorbar=False)
+        memories_grid(models[n], n_show=n_show, seed=seed, ax=ax, colorbar=False,
+                      title=titles.get(n) if titles else None)
     for ax in flat[len(ns) :]:
         ax.set_visible(False)
     im = flat[0].images[0]
     fig.colorbar(im, ax=flat, fraction=0.03, pad=0.03, ticks=[-1, -0.5, 0, 0.5, 1], label=r"$\xi^\mu_i$")
-    fig.suptitle(f"Fig. 2: feature to prototype transition ({n_show} random memories per model)", fontsize=12)
+    fig.suptitle(suptitle or f"Fig. 2: feature to prototype transition ({n_show} random memories per model)",
+                 fontsize=12)
     return fig
 
 
@@ -297,5 +329,34 @@ def specialisation_plot(
         ax.grid(True, which="both", axis="y", alpha=0.3)
 
     fig.suptitle("Feature to prototype: the measures against $n$", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def dead_share_curves(
+    study: Mapping[str, Sequence[Mapping[str, float]]],
+    histories: Mapping[int, Sequence[Mapping[str, float]]] | None = None,
+    study_n: int = 30,
+) -> Figure:
+    """Share of dead memories (on the training set) against the epoch: left, the same n = ``study_n``
+    model trained with each recipe of the dead-memory study (``study[recipe]`` = records with ``epoch``
+    and ``dead_train_%``); right, the book models' training histories, one line per n."""
+    fig, axes = plt.subplots(1, 2 if histories else 1, figsize=(10.0 if histories else 5.2, 3.6), squeeze=False)
+    ax = axes[0, 0]
+    for recipe, curve in study.items():
+        ax.plot([c["epoch"] for c in curve], [c["dead_train_%"] for c in curve], marker="o", ms=3, label=recipe)
+    ax.set_title(f"$n = {study_n}$, one seed, three recipes", fontsize=11)
+    if histories:
+        colours = _colours(list(histories))
+        for n, h in histories.items():
+            rec = [(r["epoch"], r["dead_train_%"]) for r in h if "dead_train_%" in r]
+            if rec:
+                axes[0, 1].plot(*zip(*rec, strict=True), color=colours[n], label=f"$n = {n}$")
+        axes[0, 1].set_title("the book models", fontsize=11)
+    for a in axes[0]:
+        a.set_xlabel("epoch")
+        a.set_ylabel("dead memories (% of K)")
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize=9)
     fig.tight_layout()
     return fig

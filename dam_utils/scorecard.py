@@ -2,14 +2,13 @@
 
 ``python -m dam_utils.scorecard`` writes ``book/scorecard.md`` (atomically; untouched when nothing changed,
 so Sphinx does not rebuild it) from what is committed under ``artifacts/``: the book models' manifest
-entries (clean test errors) and the cached results of chapter 4 (``results/fig5_transfer``,
-``fig6_rubbish``, ``fig7_confidence``; :mod:`dam_utils.transfer`). Nothing is computed from the models
-here, so it runs in a second. A result that is missing reads "not computed yet"; one computed with other
-models than the current book models reads "stale" (recompute with ``make reproduce``). The paper's
-numbers come from :mod:`dam_utils.paper` only.
+entries (clean test errors) and the cached results of chapter 4 (:mod:`dam_utils.results_cache`). Nothing is
+computed from the models here, so it runs in a second. A result that is missing reads "not computed yet"; one
+computed with other models than the current book models reads "stale: recompute" (``make reproduce``); one
+whose file no longer matches its checksum reads "modified: checksum mismatch" (it was edited by hand).
 
-Tolerances (:data:`TOLERANCES`) are fixed here, before looking at the results; a row passes when
-``|ours - paper|`` is within its tolerance (or, for beta_sm, the ratio is within a factor).
+Every rule, threshold and tolerance comes from :mod:`dam_utils.claims` (the same verdicts chapter 4 shows);
+the paper's numbers come from :mod:`dam_utils.paper` only. This module only renders them.
 """
 
 from __future__ import annotations
@@ -19,192 +18,126 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import paper
+from . import claims, paper
 from .artifacts import ArtifactError, read_manifest
 from .atomic import atomic_write_text
+from .confidence import beta_from_confidence
 from .paths import REPO_ROOT
+from .results_cache import (
+    ResultMissingError,
+    ResultModifiedError,
+    StaleResultError,
+    load_confidence_results,
+    load_rubbish_results,
+    load_transfer_results,
+)
 
-__all__ = ["MARKS", "TOLERANCES", "TOLERANCE_TEXT", "build_rows", "main", "render", "write_scorecard"]
+__all__ = ["MARKS", "build_rows", "main", "render", "write_scorecard"]
 
-#: Tolerances, decided before the comparison.
-TOLERANCES: dict[str, float] = {
-    # clean test error, percentage points: our cpu models train 180 epochs, the paper's 3000
-    "test_error_pp": 0.5,
-    # one cell of the Fig. 5 transfer table (and the "97 % correct" claim), percentage points
-    "fig5_pp": 10.0,
-    # one mean confidence of Fig. 6, percentage points
-    "fig6_pp": 10.0,
-    # "very confident" in section 5: mean confidence (beta_sm = 3.2) at least this, percent
-    "fig6_high": 80.0,
-    # fitted beta_sm: ours / paper within this factor (either way)
-    "beta_factor": 2.0,
-    # beta_sm = 3.2 derived from Z = 0.985: absolute
-    "beta_single_abs": 0.05,
-    # the talk slides' n = 2 / n = 8 table, percentage points
-    "slides_pp": 10.0,
-}
-
-#: How each tolerance reads on the page.
-TOLERANCE_TEXT: dict[str, str] = {
-    "test_error_pp": "clean test error: within ± {} percentage points",
-    "fig5_pp": "a cell of the Fig. 5 transfer table: within ± {} percentage points",
-    "fig6_pp": "a mean confidence of Fig. 6: within ± {} percentage points",
-    "fig6_high": "\"very confident\" (Fig. 6): a mean confidence of at least {} %",
-    "beta_factor": "fitted β_sm: within a factor {} of the paper's, either way",
-    "beta_single_abs": "β_sm derived from Z = 0.985: within ± {}",
-    "slides_pp": "a cell of the talk's n = 2 / n = 8 table: within ± {} percentage points",
-}
-
-MARKS = {"pass": "✓ pass", "deviates": "✗ deviates", "missing": "not computed yet", "stale": "stale: recompute"}
+MARKS = {"pass": "✓ pass", "deviates": "✗ deviates", "missing": "not computed yet", "stale": "stale: recompute",
+         "modified": "modified: checksum mismatch",
+         "unreadable": "unreadable: run `python -m dam_utils.artifacts verify`"}
 SCORECARD = REPO_ROOT / "book" / "scorecard.md"
 
 
 def _load(fn: Callable[..., Any], root: Path | None) -> tuple[Any, str | None]:
-    """(result, None), or (None, "missing" / "stale")."""
-    from .transfer import ResultMissingError, StaleResultError
-
+    """(result, None), or (None, "missing" / "modified" / "stale" / "unreadable")."""
     try:
         return fn(root), None
     except ResultMissingError:
         return None, "missing"
+    except ResultModifiedError:
+        return None, "modified"
     except StaleResultError:
         return None, "stale"
-    except ArtifactError:
-        return None, "stale"
+    except ArtifactError:  # listed but missing on disk, or not a results file
+        return None, "unreadable"
 
 
-def _row(section: str, quantity: str, ref: Any, ours: Any, tol: str, ok: bool | None, unit: str = "%",
-         state: str | None = None, delta: float | None = None, digits: int = 2) -> dict[str, str]:
-    def fmt(v: Any) -> str:
-        if v is None:
-            return "–"
-        if isinstance(v, float):
-            return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:.3g}"
-        return str(v)
-
-    if state is not None:
-        mark, ours_s, delta_s = MARKS[state], "–", "–"
+def _row(section: str, v: claims.Verdict, state: str | None = None, digits: int = 2,
+         quantity: str | None = None) -> dict[str, str]:
+    """One table row from a verdict; ``state`` (missing / stale / modified) when there is no result at all."""
+    unit = v.unit
+    ref = v.paper
+    if v.holds is None:
+        mark, ours_s, delta_s = MARKS[state or "missing"], "–", "–"
     else:
-        mark = MARKS["pass"] if ok else MARKS["deviates"]
-        ours_s = fmt(ours)
-        if delta is None and isinstance(ours, (int, float)) and isinstance(ref, (int, float)):
-            delta = float(ours) - float(ref)
-        delta_s = "–" if delta is None else f"{delta:+.{digits}f}"
-    # the paper's value exactly as printed (9.07 stays 9.07), ours to ``digits`` decimals
-    ref_s = f"{ref:g}" if isinstance(ref, (int, float)) else str(ref)
-    return {"section": section, "quantity": quantity, "paper": ref_s + (f" {unit}" if unit and ref is not None
-            and not isinstance(ref, str) else ""), "ours": ours_s + (f" {unit}" if unit and ours_s != "–" else ""),
-            "delta": delta_s, "tolerance": tol, "mark": mark}
+        mark = MARKS["pass"] if v.holds else MARKS["deviates"]
+        assert v.ours is not None
+        ours_s = f"{v.ours:.{digits}f}" if abs(v.ours) < 1e4 else f"{v.ours:.3g}"
+        ours_s += f" {unit}" if unit else ""
+        delta_s = f"{v.ours - ref:+.{digits}f}" if isinstance(ref, (int, float)) else "–"
+    # the paper's value exactly as printed (9.07 stays 9.07)
+    if isinstance(ref, (int, float)):
+        ref_s = f"{ref:g}" + (f" {unit}" if unit else "")
+    else:
+        ref_s = "–" if ref is None else str(ref)
+    return {"section": section, "quantity": quantity or v.claim, "paper": ref_s, "ours": ours_s, "delta": delta_s,
+            "tolerance": v.tolerance, "mark": mark}
 
 
 def build_rows(root: Path | None = None) -> list[dict[str, str]]:
     """Every row of the scorecard, in the paper's order."""
-    from .confidence import beta_from_confidence
-    from .transfer import load_confidence_results, load_rubbish_results, load_transfer_results
-
-    T = TOLERANCES
     rows: list[dict[str, str]] = []
     manifest = read_manifest(root)
     # --- clean test errors (Fig. 5, right) --------------------------------------------------------------
-    ours_err: dict[int, float] = {}
-    for n, ref in paper.TEST_ERROR.items():
-        name = manifest["book_models"].get(str(n))
-        e = manifest["artifacts"].get(name or "", {})
-        sec = "Clean test error (Fig. 5, right; section 2)"
-        if "test_error" not in e:
-            rows.append(_row(sec, f"n = {n}", ref, None, f"± {T['test_error_pp']:g} pp", None, state="missing"))
-            continue
-        ours_err[n] = float(e["test_error"])
-        rows.append(_row(sec, f"n = {n}", ref, ours_err[n], f"± {T['test_error_pp']:g} pp",
-                         abs(ours_err[n] - ref) <= T["test_error_pp"]))
-    lo, hi = paper.TEST_ERROR_RANGE
     sec = "Clean test error (Fig. 5, right; section 2)"
-    if ours_err:
-        inside = all(lo - T["test_error_pp"] <= v <= hi + T["test_error_pp"] for v in ours_err.values())
-        rows.append(_row(sec, "range over n = 2…30", f"{lo:g}–{hi:g} %", f"{min(ours_err.values()):.2f}–"
-                         f"{max(ours_err.values()):.2f}", f"inside ± {T['test_error_pp']:g} pp", inside))
-    else:
-        rows.append(_row(sec, "range over n = 2…30", f"{lo:g}–{hi:g} %", None, "", None, state="missing"))
+    ours_err: dict[int, float] = {}
+    for n in paper.TEST_ERROR:
+        e = manifest["artifacts"].get(manifest["book_models"].get(str(n)) or "", {})
+        if "test_error" in e:
+            ours_err[n] = float(e["test_error"])
+        rows.append(_row(sec, claims.test_error(n, ours_err.get(n)), quantity=f"n = {n}"))
+    lo, hi = paper.TEST_ERROR_RANGE
+    tol = claims.TEST_ERROR_PP
+    inside = bool(ours_err) and all(lo - tol <= v <= hi + tol for v in ours_err.values())
+    rng = f"{min(ours_err.values()):.2f}–{max(ours_err.values()):.2f} %" if ours_err else "–"
+    rows.append({"section": sec, "quantity": "range over n = 2…30", "paper": f"{lo:g}–{hi:g} %", "ours": rng,
+                 "delta": "–", "tolerance": f"inside ± {tol:g} pp",
+                 "mark": MARKS["missing"] if not ours_err else MARKS["pass"] if inside else MARKS["deviates"]})
 
     # --- Fig. 5 ----------------------------------------------------------------------------------------
     r5, s5 = _load(load_transfer_results, root)
     sec = "Adversarial transfer, error (Fig. 5)"
-    tol5 = f"± {T['fig5_pp']:g} pp"
-    rows += _transfer_rows(sec, paper.FIG5_TRANSFER_ERROR, T["fig5_pp"], r5, s5)
-    q = "n = 30 classifies correctly the images made by n = 2 and 3"
-    if r5 is None or not {2, 3, 30} <= set(r5.n_values):
-        rows.append(_row(sec, q, paper.FIG5_CORRECT_N30, None, tol5, None, state=s5 or "missing", digits=1))
-    else:
-        v = 100.0 - 0.5 * (r5.cell(2, 30) + r5.cell(3, 30))
-        rows.append(_row(sec, q, paper.FIG5_CORRECT_N30, v, tol5, abs(v - paper.FIG5_CORRECT_N30) <= T["fig5_pp"],
-                         digits=1))
+    table5 = {} if r5 is None else {(g, t): r5.cell(g, t) for g in r5.n_values for t in r5.n_values}
+    rows += _cell_rows(sec, paper.FIG5_TRANSFER_ERROR, table5, s5)
+    v5 = claims.fig5_small_to_large(table5, [] if r5 is None else r5.n_values)
+    rows.append(_row(sec, v5, s5, digits=1, quantity="n = 30 classifies correctly the images made by n = 2 and 3"))
 
     # --- Fig. 6 ----------------------------------------------------------------------------------------
     r6, s6 = _load(load_rubbish_results, root)
+    r7, s7 = _load(load_confidence_results, root)
     sec = f"Rubbish transfer, mean confidence at β_sm = {paper.BETA_SM_SINGLE:g} (Fig. 6)"
-    tol6 = f"± {T['fig6_pp']:g} pp"
+    conf6 = {} if r6 is None else {(g, t): r6.cell(g, t) for g in r6.n_values for t in r6.n_values}
+    clean = {} if r7 is None else {n: float(r["mean_confidence_single"]) for n, r in r7.items()}
     for (g, t), ref in paper.FIG6_MEAN_CONFIDENCE.items():
         q = f"generated by n = {g}, tested by n = {t}"
-        if r6 is None or g not in r6.n_values or t not in r6.n_values:
-            rows.append(_row(sec, q, ref, None, tol6, None, state=s6 or "missing", digits=1))
-            continue
-        v = r6.cell(g, t)
-        shown = f"≈ {ref:g} %" if ref == paper.FIG6_CHANCE_CONFIDENCE else ref  # "an average confidence ~ 10 %"
-        rows.append(_row(sec, q, shown, v, tol6, abs(v - ref) <= T["fig6_pp"], digits=1, delta=v - ref))
-    claims = paper.FIG6_CLAIMS
-    if r6 is None or not {2, 3, 20, 30} <= set(r6.n_values):
-        for c in claims:
-            rows.append(_row(sec, c, "claim", None, "", None, state=s6 or "missing", unit=""))
-    else:
-        v = r6.cell(2, 3)
-        rows.append(_row(sec, claims[0], "claim", v, f"≥ {T['fig6_high']:g} %", v >= T["fig6_high"], digits=1,
-                         delta=None))
-        worst = max(r6.cell(g, t) for g in (2, 3) for t in (20, 30))
-        rows.append(_row(sec, claims[1] + " (largest of the four)", "claim", worst,
-                         f"≤ {paper.FIG6_CHANCE_CONFIDENCE + T['fig6_pp']:g} %",
-                         worst <= paper.FIG6_CHANCE_CONFIDENCE + T["fig6_pp"], digits=1))
-        self30 = r6.cell(30, 30)
-        drop = max(self30 - r6.cell(30, t) for t in r6.n_values)
-        rows.append(_row(sec, claims[2] + " (largest drop below n = 30's own)", "claim", drop,
-                         f"≤ {T['fig6_pp']:g} pp", drop <= T["fig6_pp"], unit="pp", digits=1))
+        if t in clean:
+            q += f" (n = {t} on clean test digits: {clean[t]:.1f} %)"
+        rows.append(_row(sec, claims.cell(q, conf6.get((g, t)), ref), s6, digits=1))
+    ns6 = [] if r6 is None else r6.n_values
+    for v in (claims.fig6_small_recognised(conf6, ns6), claims.fig6_small_to_large(conf6, ns6),
+              claims.fig6_large_no_loss(conf6, ns6)):
+        rows.append(_row(sec, v, s6, digits=1))
 
     # --- beta_sm (section 5, Fig. 7) ---------------------------------------------------------------------
-    r7, s7 = _load(load_confidence_results, root)
     sec = "Softmax slope β_sm (section 5, Fig. 7)"
-    tolb = f"within × {T['beta_factor']:g}"
-    for n, ref in paper.BETA_SM.items():
-        q = f"fitted β_sm, n = {n}"
-        if r7 is None or n not in r7:
-            rows.append(_row(sec, q, ref, None, tolb, None, state=s7 or "missing", unit=""))
-            continue
-        v = float(r7[n]["beta_sm"])
-        ratio = v / ref
-        rows.append(_row(sec, q, ref, v, tolb, 1 / T["beta_factor"] <= ratio <= T["beta_factor"], unit=""))
-    v = beta_from_confidence(paper.BETA_SM_SINGLE_Z)
-    rows.append(_row(sec, f"β_sm from Z = {paper.BETA_SM_SINGLE_Z:g} (outputs at their targets)",
-                     paper.BETA_SM_SINGLE, v, f"± {T['beta_single_abs']:g}",
-                     abs(v - paper.BETA_SM_SINGLE) <= T["beta_single_abs"], unit=""))
+    for n in paper.BETA_SM:
+        ours = None if r7 is None or n not in r7 else float(r7[n]["beta_sm"])
+        rows.append(_row(sec, claims.beta_sm(n, ours), s7))
+    rows.append(_row(sec, claims.beta_single(beta_from_confidence(paper.BETA_SM_SINGLE_Z))))
 
     # --- talk slides: n = 2 / n = 8 ----------------------------------------------------------------------
-    sec = "Talk slides: adversarial transfer n = 2 / n = 8"
-    rows += _transfer_rows(sec, paper.SLIDES_TRANSFER_ERROR, T["slides_pp"], r5, s5)
+    rows += _cell_rows("Talk slides: adversarial transfer n = 2 / n = 8", paper.SLIDES_TRANSFER_ERROR, table5, s5)
     return rows
 
 
-
-def _transfer_rows(sec: str, reference: dict[int, dict[int, float]], tol_pp: float, r5: Any,
-                   state: str | None) -> list[dict[str, str]]:
+def _cell_rows(sec: str, reference: Any, table: dict[tuple[int, int], float], state: str | None
+               ) -> list[dict[str, str]]:
     """One row per (generator, tested) cell of a transfer-error table beside ``reference``."""
-    out = []
-    for g, row in reference.items():
-        for t, ref in row.items():
-            q = f"generated by n = {g}, tested by n = {t}"
-            if r5 is None or g not in r5.n_values or t not in r5.n_values:
-                out.append(_row(sec, q, ref, None, f"± {tol_pp:g} pp", None, state=state or "missing", digits=1))
-                continue
-            v = r5.cell(g, t)
-            out.append(_row(sec, q, ref, v, f"± {tol_pp:g} pp", abs(v - ref) <= tol_pp, digits=1))
-    return out
+    return [_row(sec, claims.cell(f"generated by n = {g}, tested by n = {t}", table.get((g, t)), ref), state,
+                 digits=1) for g, row in reference.items() for t, ref in row.items()]
+
 
 def _md_cell(s: str) -> str:
     return s.replace("|", "\\|").replace("$", "\\$")
@@ -219,16 +152,19 @@ def render(rows: list[dict[str, str]]) -> str:
         "Every number of {cite}`krotov2018dense` (and of the talk slides {cite}`krotov2019slides`) that this book",
         "recomputes, beside ours. The page is generated by `python -m dam_utils.scorecard` from the committed",
         "artifacts (`make book` runs it first); do not edit it by hand. *delta* is ours minus the paper's. The",
-        "tolerances were fixed in `dam_utils/scorecard.py` before the comparison; a row that deviates is",
-        "discussed in its chapter. \"not computed yet\" means the result is not cached under `artifacts/`;",
-        "\"stale\" that it was computed with models that are no longer the book's (run `make reproduce`).",
+        "rules and tolerances were fixed in `dam_utils/claims.py` before the comparison, and chapter 4 uses the",
+        "same ones; a row that deviates is discussed in its chapter. \"not computed yet\" means the result is",
+        "not cached under `artifacts/`; \"stale\" that it was computed with models that are no longer the book's",
+        "(run `make reproduce`); \"modified\" that a cached file no longer matches its checksum in the manifest",
+        "(it was edited after it was written: restore it with git or recompute it).",
         "",
         f"**Summary:** {counts['pass']} pass, {counts['deviates']} deviate, {counts['missing']} not computed yet, "
-        f"{counts['stale']} stale, of {len(rows)} rows.",
+        f"{counts['stale']} stale, {counts['modified']} modified, {counts['unreadable']} unreadable, "
+        f"of {len(rows)} rows.",
         "",
-        "Tolerances:",
+        "Tolerances and rules:",
         "",
-        *(f"* {TOLERANCE_TEXT[k].format(f'{v:g}')}" for k, v in TOLERANCES.items()),
+        *(f"* {t}" for t in claims.TOLERANCE_TEXT),
         "",
     ]
     section = None

@@ -9,13 +9,12 @@
   to ``T_f`` over the first ``ramp_epochs`` epochs, then stays at ``T_f``.
 * Initial weights ~ N(-0.3, 0.3), clipped.
 
-Run from the command line: ``python -m dam_utils.train --n 30 --profile cpu``.
+Train and commit the book's models from the command line with
+``python -m dam_utils.book_models --n 30 --profile cpu`` (resumable checkpoints under ``runs/``).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -25,104 +24,37 @@ from typing import Any
 import torch
 
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from .health import dead_memories
 from .model import DAM, N_CLASSES, N_PIXELS, energy_difference
 from .provenance import environment_info
+from .train_config import TrainConfig, TrainResult
 
 try:  # tqdm is optional: the GPU machine has torch, numpy and scipy only
     from tqdm.auto import tqdm
 except ImportError:  # pragma: no cover
     tqdm = None
 
-PROFILES = ("paper", "cpu", "smoke")
-
-# Per-n hyperparameters, each inside the ranges of Krotov & Hopfield (2016), Appendix A:
-# m in {2,3,4} for small n and ~30 for large n; 0.6 <= p <= 0.95; 0.01 <= eps0 <= 0.04;
-# small n: 250 <= T_i <= 400, 30 <= T_f <= 100; large n: 500 <= T <= 700. The reasons are
-# given in chapter 1.
-_PER_N: dict[int, dict[str, float]] = {
-    2: dict(m=2, T_i=400.0, T_f=70.0),
-    3: dict(m=3, T_i=400.0, T_f=70.0),
-    20: dict(m=30, T_i=540.0, T_f=540.0),
-    30: dict(m=30, T_i=650.0, T_f=650.0),
-}
-
-
-def _per_n(n: int) -> dict[str, float]:
-    if n in _PER_N:
-        return _PER_N[n]
-    if n <= 5:  # small-n regime: temperature ramp, low loss power
-        return dict(m=3, T_i=400.0, T_f=70.0)
-    # large-n regime: constant temperature; interpolate 540 (n=20) .. 650 (n=30)
-    T = min(700.0, max(500.0, 540.0 + (n - 20) * 11.0))
-    return dict(m=30 if n >= 10 else 4, T_i=T, T_f=T)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a trained model. Presets: :meth:`paper`, :meth:`cpu`, :meth:`smoke`."""
-
-    n: int
-    K: int = 2000
-    m: int = 30
-    epochs: int = 3000
-    eps0: float = 0.04
-    f: float = 0.998
-    p: float = 0.9
-    T_i: float = 540.0
-    T_f: float = 540.0
-    ramp_epochs: int = 200
-    per_class: int = 100
-    batches_per_epoch: int = 60
-    init_mean: float = -0.3
-    init_std: float = 0.3
-    seed: int = 0
-    dtype: str = "float32"
-
-    @classmethod
-    def paper(cls, n: int, **kw: Any) -> TrainConfig:
-        """The published scale: K = 2000, 3000 epochs, 200-epoch temperature ramp (needs a GPU)."""
-        return dataclasses.replace(cls(n=n, **_per_n(n)), **kw)
-
-    @classmethod
-    def cpu(cls, n: int, **kw: Any) -> TrainConfig:
-        """Same model and hyperparameters, 180 epochs; the small-n ramp is shortened to 120 epochs
-        so that T sits at T_f for the last third of the run (the 2016 paper's models first fell
-        below 2 % test error after 158-312 epochs)."""
-        return dataclasses.replace(cls.paper(n), **{"epochs": 180, "ramp_epochs": 120, **kw})
-
-    @classmethod
-    def smoke(cls, n: int, **kw: Any) -> TrainConfig:
-        """Tiny: proves every code path runs (K = 20, 2 epochs of 5 minibatches)."""
-        tiny = {"K": 20, "epochs": 2, "ramp_epochs": 2, "batches_per_epoch": 5}
-        return dataclasses.replace(cls.paper(n), **{**tiny, **kw})
-
-    @classmethod
-    def preset(cls, profile: str, n: int, **kw: Any) -> TrainConfig:
-        if profile not in PROFILES:
-            raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-        return getattr(cls, profile)(n, **kw)
-
-    def temperature(self, epoch: int) -> float:
-        """T at a given epoch: linear ramp T_i -> T_f over ``ramp_epochs``, then constant."""
-        if self.ramp_epochs <= 0 or epoch >= self.ramp_epochs:
-            return self.T_f
-        return self.T_i + (self.T_f - self.T_i) * epoch / self.ramp_epochs
-
-    def learning_rate(self, epoch: int) -> float:
-        """eps(t) = eps0 * f^t."""
-        return self.eps0 * self.f**epoch
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
 @dataclass
-class TrainResult:
-    model: DAM
-    history: list[dict[str, float]]
-    wall_time_s: float
-    config: TrainConfig
-    environment: dict[str, Any]
+class TrainState:
+    """The trainer's tensors: memories ``xi`` (K, 784), ``xc`` (K, 10) and their velocities."""
+
+    xi: torch.Tensor
+    xc: torch.Tensor
+    v_xi: torch.Tensor
+    v_xc: torch.Tensor
+
+    @classmethod
+    def from_weights(cls, weights: torch.Tensor, velocity: torch.Tensor | None = None) -> TrainState:
+        """Split (K, 794) weights (and velocity, zero by default) into contiguous parts."""
+        velocity = torch.zeros_like(weights) if velocity is None else velocity
+        return cls(weights[:, :N_PIXELS].contiguous(), weights[:, N_PIXELS:].contiguous(),
+                    velocity[:, :N_PIXELS].contiguous(), velocity[:, N_PIXELS:].contiguous())
+
+    def weights(self) -> torch.Tensor:
+        return torch.cat([self.xi, self.xc], 1)  # (K, 794)
+
+    def velocity(self) -> torch.Tensor:
+        return torch.cat([self.v_xi, self.v_xc], 1)  # (K, 794)
 
 
 def init_weights(cfg: TrainConfig, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -165,8 +97,7 @@ def _targets(labels: torch.Tensor) -> torch.Tensor:
 
 
 def train_step(
-    weights: torch.Tensor,
-    velocity: torch.Tensor,
+    state: TrainState,
     v: torch.Tensor,
     y: torch.Tensor,
     cfg: TrainConfig,
@@ -175,17 +106,32 @@ def train_step(
 ) -> tuple[torch.Tensor, float]:
     """One minibatch update, in place: V <- p V - dC/dxi; xi <- clip(xi + eps V / max|V|).
 
-    ``weights``, ``velocity``: (K, 784 + 10) memories. Returns the outputs Y (before the
-    update) and the loss C of eq. (3) on this minibatch.
+    The visible parts ``xi`` (K, 784) and class parts ``xc`` (K, 10) are kept as separate
+    contiguous tensors (a strided view of one (K, 794) array slows both GEMMs); the max in the
+    normalisation runs over all 794 weights of a memory, as in the published algorithm.
+    ``v``: (B, 784) images, ``y``: (B,) labels. Returns the outputs Y (before the update) and
+    the loss C of eq. (3) on this minibatch.
+
+    With ``cfg.freeze_idle`` (NOT part of the published algorithm, off in every preset unless
+    stated) a memory whose gradient on this minibatch is exactly zero keeps its weights and
+    drops its velocity, instead of coasting at full speed ``eps`` in its last direction.
     """
-    w = weights.detach().requires_grad_(True)
-    out = torch.tanh(energy_difference(v, w[:, :N_PIXELS], w[:, N_PIXELS:], cfg.n, T))
+    xi = state.xi.detach().requires_grad_(True)
+    xc = state.xc.detach().requires_grad_(True)
+    out = torch.tanh(energy_difference(v, xi, xc, cfg.n, T))  # (B, C)
     loss = loss_fn(out, _targets(y), cfg.m)
-    (grad,) = torch.autograd.grad(loss, w)
+    g_xi, g_xc = torch.autograd.grad(loss, (xi, xc))  # (K, 784), (K, C)
     with torch.no_grad():
-        velocity.mul_(cfg.p).sub_(grad)
-        scale = velocity.abs().amax(1, keepdim=True).clamp_min(1e-30)  # per-memory max |V|, (K, 1)
-        weights.add_(velocity / scale, alpha=eps).clamp_(-1.0, 1.0)
+        state.v_xi.mul_(cfg.p).sub_(g_xi)
+        state.v_xc.mul_(cfg.p).sub_(g_xc)
+        if cfg.freeze_idle:
+            idle = (g_xi.abs().amax(1) == 0) & (g_xc.abs().amax(1) == 0)  # (K,)
+            state.v_xi[idle] = 0.0
+            state.v_xc[idle] = 0.0
+        scale = torch.maximum(state.v_xi.abs().amax(1), state.v_xc.abs().amax(1))  # per-memory max |V|, (K,)
+        scale = scale.clamp_min(1e-30).unsqueeze(1)  # (K, 1)
+        state.xi.add_(state.v_xi / scale, alpha=eps).clamp_(-1.0, 1.0)
+        state.xc.add_(state.v_xc / scale, alpha=eps).clamp_(-1.0, 1.0)
     return out.detach(), loss.item()
 
 
@@ -197,6 +143,7 @@ def train(
     checkpoint_every: int = 10,
     resume: bool = True,
     eval_every: int = 1,
+    health_every: int = 10,
     progress: bool = True,
     stop_after: int | None = None,
 ) -> TrainResult:
@@ -206,30 +153,31 @@ def train(
     With ``checkpoint`` set, state is written there every ``checkpoint_every`` epochs and at the
     end; with ``resume`` an existing checkpoint of the same configuration is continued
     (a foreign, corrupted or mismatched one raises :class:`~dam_utils.checkpoint.CheckpointError`).
-    ``stop_after`` ends the run after that many epochs (used to test resuming).
+    ``stop_after`` ends the run after that many epochs (used to test resuming). Every ``health_every``
+    epochs (and at the end) the history records the share of dead memories on the training and test
+    sets (:func:`dam_utils.health.dead_memories`); 0 turns that off.
     """
     device = torch.device(device)
     dt = getattr(torch, cfg.dtype)
     x_train, y_train = data.x_train.to(device, dt), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device, dt), data.y_test.to(device)
 
-    weights = init_weights(cfg, device)  # (K, 794): visible | class parts
-    velocity = torch.zeros_like(weights)
+    state = TrainState.from_weights(init_weights(cfg, device))  # xi (K, 784), xc (K, 10), velocities
     history: list[dict[str, float]] = []
     env = environment_info(device)
     start, wall_before = 0, 0.0
     if checkpoint is not None and resume and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, map_location=device)
-        check_compatible(state["config"], cfg.to_dict())
-        weights, velocity = state["weights"].to(device, dt), state["velocity"].to(device, dt)
-        history, start, wall_before = list(state["history"]), int(state["epoch"]), float(state["wall_time_s"])
+        saved = load_checkpoint(checkpoint, map_location=device)
+        check_compatible(saved["config"], cfg.to_dict())
+        state = TrainState.from_weights(saved["weights"].to(device, dt), saved["velocity"].to(device, dt))
+        history, start, wall_before = list(saved["history"]), int(saved["epoch"]), float(saved["wall_time_s"])
         env["resumed_from_epoch"] = start
 
     def snapshot(epoch: int, wall: float) -> None:
         if checkpoint is not None:
             save_checkpoint(
                 checkpoint,
-                dict(config=cfg.to_dict(), epoch=epoch, weights=weights.cpu(), velocity=velocity.cpu(),
+                dict(config=cfg.to_dict(), epoch=epoch, weights=state.weights().cpu(), velocity=state.velocity().cpu(),
                      history=history, wall_time_s=wall, environment=env),
             )
 
@@ -242,14 +190,18 @@ def train(
         wrong, seen, loss_sum = 0, 0, 0.0
         for idx in epoch_batches(y_train, cfg, epoch).to(device):
             y = y_train[idx]
-            out, loss = train_step(weights, velocity, x_train[idx], y, cfg, T, eps)
+            out, loss = train_step(state, x_train[idx], y, cfg, T, eps)
             wrong += (out.argmax(1) != y).sum().item()
             seen += len(y)
             loss_sum += loss
         rec = dict(epoch=epoch + 1, T=T, eps=eps, loss=loss_sum / seen, train_error=100.0 * wrong / seen)
         if eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg.epochs):
-            model = DAM(weights[:, :N_PIXELS], weights[:, N_PIXELS:], cfg.n, cfg.temperature(epoch + 1))
+            model = DAM(state.xi, state.xc, cfg.n, cfg.temperature(epoch + 1))
             rec["test_error"] = model.error_rate(x_test, y_test)
+        if health_every and ((epoch + 1) % health_every == 0 or epoch + 1 == cfg.epochs):
+            model = DAM(state.xi, state.xc, cfg.n, cfg.temperature(epoch + 1))
+            rec["dead_train_%"] = 100.0 * dead_memories(model, x_train).float().mean().item()
+            rec["dead_test_%"] = 100.0 * dead_memories(model, x_test).float().mean().item()
         rec["wall_time_s"] = wall_before + time.perf_counter() - t0
         history.append(rec)
         if tqdm and progress:
@@ -257,46 +209,5 @@ def train(
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == end:
             snapshot(epoch + 1, rec["wall_time_s"])
     wall = wall_before + time.perf_counter() - t0
-    final = DAM(weights[:, :N_PIXELS].clone(), weights[:, N_PIXELS:].clone(), cfg.n, cfg.temperature(cfg.epochs))
+    final = DAM(state.xi.clone(), state.xc.clone(), cfg.n, cfg.temperature(cfg.epochs))
     return TrainResult(model=final, history=history, wall_time_s=wall, config=cfg, environment=env)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from .data import load_mnist
-    from .params import validate_params
-
-    ap = argparse.ArgumentParser(description="Train a DAM_n classifier and store it under artifacts/.")
-    ap.add_argument("--n", type=int, nargs="+", required=True, help="power(s) of the interaction vertex")
-    ap.add_argument("--profile", default="cpu", help="paper | cpu | smoke")
-    ap.add_argument("--K", type=int, default=None)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--run-dir", default="runs", help="where checkpoints go")
-    ap.add_argument("--no-save", action="store_true", help="only write the checkpoint, not artifacts/")
-    args = ap.parse_args(argv)
-    kw = dict(profile=args.profile, n_values=args.n, seed=args.seed, device=args.device)
-    if args.K is not None:
-        kw["K"] = args.K
-    if args.epochs is not None:
-        kw["epochs"] = args.epochs
-    params = validate_params(**kw)
-    data = load_mnist()
-    for n in params.n_values:
-        over = {k: v for k, v in dict(K=args.K, epochs=args.epochs, seed=args.seed).items() if v is not None}
-        cfg = TrainConfig.preset(args.profile, n, **over)
-        ckpt = Path(args.run_dir) / f"{model_name(cfg)}.ckpt"
-        res = train(cfg, data, device=params.torch_device, checkpoint=ckpt, checkpoint_every=5)
-        if not args.no_save:
-            from .artifacts import save_model
-
-            save_model(res, data)
-
-
-def model_name(cfg: TrainConfig) -> str:
-    """Canonical artifact name of a trained model, e.g. ``dam_n30_K2000_e180_seed0``."""
-    return f"dam_n{cfg.n}_K{cfg.K}_e{cfg.epochs}_seed{cfg.seed}"
-
-
-if __name__ == "__main__":
-    main()

@@ -1,151 +1,63 @@
-"""Transferability between DAM_n models (Krotov & Hopfield 2018, section 5): Figs. 5 and 6, cached.
+"""Transferability between DAM_n models (Krotov & Hopfield 2018, section 5): the experiments of Figs. 5-7.
 
 * **Fig. 5, adversarial transfer** (:func:`adversarial_transfer`): every generating model deforms the
-  first ``n_images`` MNIST test images along ``-grad C^second`` to one step behind its decision boundary
-  (:func:`dam_utils.attacks.deform`, the ``behind`` image); every model then classifies every set. The
-  error is the share of images whose predicted label differs from the *clean image's true label* (as in
-  the paper, whose footnote 3 explains why the diagonal is ~99 %, not 100 %). Images whose deformation
-  never crossed the boundary (failures) stay in the set with their last iterate, as the paper's sets
-  have all 10000 images; they are counted, and :meth:`TransferResult.table` can leave them out.
+  first ``n_images`` MNIST test images along ``-grad C^second`` (eq. (4)-(5)) to one step behind its decision
+  boundary (:func:`dam_utils.deform.deform`, the ``behind`` image); every model then classifies every set.
+  The error is the share of images whose predicted label differs from the *clean image's true label* (as in
+  the paper, whose footnote 3 explains why the diagonal is ~99 %, not 100 %). Images whose deformation never
+  crossed the boundary (failures) stay in the set with their last iterate, as the paper's sets have all 10000
+  images; they are counted, and :meth:`TransferResult.table` can leave them out.
 * **Fig. 6, rubbish transfer** (:func:`rubbish_transfer`): every generating model deforms Gaussian noise
-  into ``n_per_class`` images of each class (:func:`dam_utils.attacks.generate_rubbish`, one noise image
-  per rubbish image); every model reports its mean confidence Z (:mod:`dam_utils.confidence`) on every
+  into ``n_per_class`` images of each class (:func:`dam_utils.rubbish.generate_rubbish`, one noise image per
+  rubbish image); every model reports its confidence Z (:func:`dam_utils.confidence.confidence`) on every
   set, with the paper's single ``beta_sm = 3.2`` and with each tested model's own fitted ``beta_sm``.
-* **Fig. 7** lives in :mod:`dam_utils.confidence`; :func:`compute_and_save` caches it here too.
+* **Fig. 7** is :func:`dam_utils.confidence.confidence_results`; :func:`compute_results` runs all three.
 
-Cache (``artifacts/results/``): ``fig5_transfer.json`` / ``fig6_rubbish.json`` / ``fig7_confidence.json``
-hold the tables, the configuration (attack config, image counts, seed, and each model's artifact name and
-SHA-256), :func:`~dam_utils.provenance.environment_info` and the wall time; ``fig5_transfer.npz`` and
-``fig6_rubbish.npz`` hold the per-image results (labels predicted by every model, crossings, confidences)
-and a few sample images. All are written atomically and registered in ``artifacts/manifest.json``. The
-loaders verify every SHA-256 and refuse a cache made with other models than the current book models
-(:class:`StaleResultError`): recompute it with ``python -m dam_utils.transfer`` (``make reproduce``).
+Labels are always argmax of the energy difference D (:meth:`dam_utils.model.DAM.predict`), never argmax of
+the saturated outputs tanh(D). The recheck functions (:func:`recheck_transfer`, :func:`recheck_rubbish`)
+recompute a random sample of a cached result with the code as it is now. Nothing here writes files: the
+cache is :mod:`dam_utils.results_cache`, the tables and figures :mod:`dam_utils.figures_transfer`.
 """
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .artifacts import ArtifactError, read_manifest, register, verified_path
-from .atomic import atomic_write_bytes, atomic_write_text
-from .attacks import DeformConfig, RubbishConfig, deform, generate_rubbish
-from .model import DAM
-from .paths import artifacts_dir
+from .confidence import confidence, confidence_results, outputs_and_predictions
+from .deform import DeformConfig, deform
+from .model import DAM, N_CLASSES, N_PIXELS
+from .paper import BETA_SM_SINGLE
 from .provenance import environment_info
+from .rubbish import RubbishConfig, generate_rubbish, noise_images
 
 __all__ = [
     "CHAPTER_SIZES",
-    "FIG5",
-    "FIG6",
-    "FIG7",
-    "RESULTS_FORMAT",
     "ChapterResults",
-    "ResultMissingError",
     "RubbishTransferResult",
-    "StaleResultError",
     "TransferResult",
     "adversarial_transfer",
-    "chapter_results",
-    "check_fresh",
-    "compute_and_save",
-    "fig5_rows",
-    "fig6_rows",
-    "load_confidence_results",
-    "load_rubbish_results",
-    "load_transfer_results",
-    "model_records",
-    "obtain_models",
-    "plot_rubbish_samples",
-    "plot_transfer_samples",
+    "compute_results",
+    "recheck_rubbish",
     "recheck_transfer",
     "rubbish_transfer",
-    "save_confidence_results",
-    "save_rubbish_results",
-    "save_transfer_results",
-    "slides_rows",
 ]
 
-RESULTS_FORMAT = "dam-book-results/1"
-#: Artifact names (manifest keys) of the cached results; the files are ``results/<name>.json`` / ``.npz``.
-FIG5, FIG6, FIG7 = "fig5_transfer", "fig6_rubbish", "fig7_confidence"
-
-
-class ResultMissingError(ArtifactError):
-    """A cached result is not in the manifest (not computed yet)."""
-
-
-class StaleResultError(ArtifactError):
-    """A cached result was computed with other models than the current book models."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Models
-# ---------------------------------------------------------------------------------------------------------
-
-
-def model_records(n_values: Sequence[int], root: Path | None = None) -> dict[str, dict[str, str]]:
-    """``{str(n): {"name", "sha256"}}`` of the current book models (what a cache is checked against)."""
-    from .artifacts import book_model_name, entry
-
-    out = {}
-    for n in n_values:
-        name = book_model_name(int(n), root)
-        out[str(int(n))] = {"name": name, "sha256": entry(name, root)["sha256"]}
-    return out
-
-
-def obtain_models(
-    n_values: Sequence[int],
-    profile: str,
-    data: Any,
-    device: torch.device | str = "cpu",
-    train_missing: bool = True,
-    train_all: bool = False,
-    **overrides: Any,
-) -> tuple[dict[int, DAM], dict[int, int], dict[int, dict[str, Any]]]:
-    """The models of a chapter: ``(models, m, entries)`` keyed by n.
-
-    A book model (``artifacts/``) is loaded when there is one and ``train_all`` is False; otherwise the model
-    is trained here with ``TrainConfig.preset(profile, n, **overrides)`` (not saved), if ``train_missing``
-    (else the :class:`~dam_utils.artifacts.ArtifactError` naming the training command is raised).
-    ``m`` is each model's loss power (needed by the attacks); ``entries`` its manifest entry (trained
-    models: config, epochs, wall time, environment, no sha256).
-    """
-    from .artifacts import load_book_model
-    from .train import TrainConfig, train
-
-    names = read_manifest()["book_models"]
-    models, ms, entries = {}, {}, {}
-    for n in n_values:
-        n = int(n)
-        if str(n) in names and not train_all:
-            models[n], entries[n] = load_book_model(n, device=device)
-            ms[n] = int(entries[n]["config"]["m"])
-            continue
-        if not train_missing:
-            from .artifacts import book_model_name
-
-            book_model_name(n)  # raises with the training command
-        cfg = TrainConfig.preset(profile, n, **overrides)
-        res = train(cfg, data, device=device, progress=False)
-        models[n], ms[n] = res.model, cfg.m
-        entries[n] = {"config": cfg.to_dict(), "epochs": len(res.history), "wall_time_s": res.wall_time_s,
-                      "environment": res.environment}
-    return models, ms, entries
+#: Defaults of the chapter's ``n_images`` / ``n_per_class`` per profile (``paper``: the paper's sizes).
+CHAPTER_SIZES: dict[str, dict[str, int]] = {
+    "paper": {"n_images": 10000, "n_per_class": 100},
+    "cpu": {"n_images": 10000, "n_per_class": 100},
+    "smoke": {"n_images": 20, "n_per_class": 2},
+}
 
 
 def _labels(model: DAM, x: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+    """Predicted labels, argmax of D; (N,) int8."""
     return model.predict(x, batch_size=batch_size).cpu().numpy().astype(np.int8)
 
 
@@ -252,7 +164,7 @@ def adversarial_transfer(
     second = np.zeros((G, N), np.int8)
     crossed = np.zeros((G, N), bool)
     S = min(n_samples, N)
-    samples = np.zeros((G, S, 784), np.float32)
+    samples = np.zeros((G, S, N_PIXELS), np.float32)
     summaries: dict[int, dict[str, Any]] = {}
     for g, n in enumerate(n_values):
         cpu0 = time.process_time()
@@ -368,483 +280,166 @@ def rubbish_transfer(
     *,
     m: Mapping[int, int],
     beta_own: Mapping[int, float],
-    beta_single: float | None = None,
+    beta_single: float = BETA_SM_SINGLE,
     seed: int = 0,
     samples_per_class: int = 3,
+    blocks: Sequence[int] | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> RubbishTransferResult:
-    """Fig. 6: ``n_per_class`` rubbish images per class from every model, mean confidence of every model.
+    """Fig. 6: ``n_per_class`` rubbish images per class from every model, confidence of every model.
 
-    Each rubbish image starts from its own noise image (``shared_noise`` is forced off, as in the paper's
-    data set); every generator starts from the same noise (``seed``), so the rows differ only by the model.
-    ``beta_own``: each tested model's fitted slope (:func:`dam_utils.confidence.fit_beta_sm`);
-    ``beta_single`` defaults to the paper's 3.2.
+    Image ``i`` (of ``N = 10 n_per_class``) starts from noise image ``i`` of
+    :func:`~dam_utils.rubbish.noise_images` ``(N, noise_std, seed)`` and targets class ``i % 10`` (``shared_noise``
+    is forced off, as in the paper's data set); every generator starts from the same noise, so the rows differ
+    only by the model. ``beta_own``: each tested model's fitted slope (:func:`dam_utils.confidence.fit_beta_sm`);
+    ``beta_single``: the paper's 3.2. ``blocks``: compute only the images ``10 b .. 10 b + 9`` of these blocks
+    (one per class, exactly the images of the full run: :func:`recheck_rubbish` uses it); the result then
+    holds ``10 len(blocks)`` images and its samples are the first ``samples_per_class`` blocks given.
     """
-    from .confidence import confidence_np
-    from .paper import BETA_SM_SINGLE
-
     t_all = time.perf_counter()
-    beta_single = BETA_SM_SINGLE if beta_single is None else float(beta_single)
     cfg = (rubbish_cfg or RubbishConfig.cpu()).replace(shared_noise=False)
     n_values = [int(n) for n in models]
     dev = torch.device(device) if device is not None else next(iter(models.values())).device
-    G, N = len(n_values), 10 * int(n_per_class)
+    blocks = list(range(int(n_per_class))) if blocks is None else [int(b) for b in blocks]
+    if not blocks or min(blocks) < 0 or max(blocks) >= n_per_class:
+        raise ValueError(f"blocks must lie in [0, {n_per_class}), got {blocks}")
+    rows = torch.as_tensor([N_CLASSES * b + c for b in blocks for c in range(N_CLASSES)])  # (N,)
+    G, N = len(n_values), len(rows)
     preds = np.zeros((G, G, N), np.int8)
     zs = np.zeros((G, G, N), np.float32)
     zo = np.zeros((G, G, N), np.float32)
     status = np.zeros((G, N), np.int8)
-    k = min(samples_per_class, n_per_class)
-    sample_idx = np.arange(10 * k)  # image i targets i % 10: the first 10 k images are k of each class
-    samples = np.zeros((G, len(sample_idx), 784), np.float32)
+    k = min(samples_per_class, len(blocks))
+    sample_idx = np.arange(N_CLASSES * k)  # the first k blocks: k images of each class
+    samples = np.zeros((G, len(sample_idx), N_PIXELS), np.float32)
     summaries = {}
-    targets = np.arange(N) % 10
     for g, n in enumerate(n_values):
         cpu0 = time.process_time()
-        res = generate_rubbish(models[n], m[n], n_per_class, cfg, seed=seed, device=dev)
+        dtype = models[n].xi.dtype
+        start = noise_images(N_CLASSES * int(n_per_class), cfg.noise_std, seed, cfg.clip, dtype)[rows]  # (N, 784)
+        res = generate_rubbish(models[n], m[n], len(blocks), cfg, seed=seed, device=dev, start=start)
         imgs = res.images.to(dev)
         for t, nt in enumerate(n_values):
-            y = models[nt].predict_outputs(imgs).double().cpu().numpy()
-            preds[g, t] = y.argmax(1)
-            zs[g, t] = confidence_np(y, beta_single)
-            zo[g, t] = confidence_np(y, float(beta_own[nt]))
+            y, pred = outputs_and_predictions(models[nt], imgs)  # (N, 10), (N,) argmax of D
+            preds[g, t] = pred
+            zs[g, t] = confidence(y, beta_single)
+            zo[g, t] = confidence(y, float(beta_own[nt]))
         status[g] = res.status.numpy()
         samples[g] = res.images[sample_idx].float().numpy()
         summaries[n] = res.summary()
         if progress:
             print(f"fig6: generator n={n} done ({res.wall_time_s:.1f} s wall, {time.process_time() - cpu0:.1f} s CPU)",
                   flush=True)
+    targets = rows.numpy() % N_CLASSES
     config = {"rubbish": cfg.to_dict(), "n_per_class": int(n_per_class), "seed": int(seed),
               "n_values": n_values, "m": {str(k_): int(v) for k_, v in m.items() if k_ in models},
-              "beta_single": beta_single, "beta_own": {str(k_): float(v) for k_, v in beta_own.items()}}
-    return RubbishTransferResult(n_values, int(n_per_class), beta_single, {int(k_): float(v) for k_, v in
+              "beta_single": float(beta_single), "beta_own": {str(k_): float(v) for k_, v in beta_own.items()}}
+    if len(blocks) != n_per_class:
+        config["blocks"] = blocks
+    return RubbishTransferResult(n_values, int(n_per_class), float(beta_single), {int(k_): float(v) for k_, v in
                                  beta_own.items()}, targets, preds, zs, zo, status, samples, targets[sample_idx],
                                  summaries, config, time.perf_counter() - t_all, environment_info(dev))
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Cache
-# ---------------------------------------------------------------------------------------------------------
+def recheck_rubbish(
+    result: RubbishTransferResult,
+    models: Mapping[int, DAM],
+    n_blocks: int = 1,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """Regenerate a sample of a cached Fig. 6 with the code as it is now, from its stored config and seed.
 
-
-def _paths(name: str, root: Path) -> tuple[Path, Path]:
-    return root / "results" / f"{name}.json", root / "results" / f"{name}.npz"
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: NaN -> None, numpy scalars -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    return obj
-
-
-def _save(name: str, kind: str, payload: dict[str, Any], arrays: dict[str, np.ndarray] | None,
-          config: dict[str, Any], wall: float, device: Any, root: Path | None) -> dict[str, Any]:
-    root = root or artifacts_dir()
-    jpath, npath = _paths(name, root)
-    env = environment_info(device)
-    if arrays is not None:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        atomic_write_bytes(npath, buf.getvalue())
-        register(name + ".arrays", npath, {"kind": kind + "-arrays", "result": name}, root)
-    doc = {"format": RESULTS_FORMAT, "kind": kind, "config": config, "environment": env,
-           "wall_time_s": round(float(wall), 1), **payload}
-    atomic_write_text(jpath, json.dumps(_clean(doc), indent=1, sort_keys=True) + "\n")
-    return register(name, jpath, {"kind": kind, "config": _clean(config), "environment": env,
-                                  "wall_time_s": round(float(wall), 1),
-                                  **({"arrays": name + ".arrays"} if arrays is not None else {})}, root)
-
-
-def check_fresh(doc_models: Mapping[str, Mapping[str, str]], name: str, root: Path | None = None) -> None:
-    """Raise :class:`StaleResultError` unless every model recorded in a cache is still the book model for
-    its n with the same SHA-256."""
-    manifest = read_manifest(root)
-    problems = []
-    for n, rec in doc_models.items():
-        cur = manifest["book_models"].get(str(n))
-        if cur is None:
-            problems.append(f"n={n}: no book model any more")
-        elif cur != rec["name"]:
-            problems.append(f"n={n}: computed with {rec['name']}, the book model is now {cur}")
-        elif manifest["artifacts"].get(cur, {}).get("sha256") != rec["sha256"]:
-            problems.append(f"n={n}: the weights of {cur} changed (sha256 {rec['sha256'][:12]}... recorded)")
-    if problems:
-        raise StaleResultError(
-            f"the cached {name} was computed with other models than the current book models ("
-            + "; ".join(problems) + "). Recompute it: `python -m dam_utils.transfer` (or `make reproduce`), "
-            "or run the chapter with recompute=True.")
-
-
-def _load(name: str, root: Path | None, check_models: bool) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
-    root = root or artifacts_dir()
-    if name not in read_manifest(root)["artifacts"]:
-        raise ResultMissingError(
-            f"no cached {name} in {root / 'manifest.json'}: compute it with `python -m dam_utils.transfer` "
-            "(`make reproduce`), or run the chapter with recompute=True.")
-    jpath, e = verified_path(name, root)
-    doc = json.loads(jpath.read_text())
-    if doc.get("format") != RESULTS_FORMAT:
-        raise ArtifactError(f"{jpath} is not a {RESULTS_FORMAT} file")
-    if check_models:
-        check_fresh(doc["config"]["models"], name, root)
-    arrays = None
-    if "arrays" in e:
-        npath, _ = verified_path(e["arrays"], root)
-        with np.load(npath) as z:
-            arrays = {k: z[k] for k in z.files}
-    return doc, arrays
-
-
-def save_transfer_results(result: TransferResult, models: Mapping[str, Mapping[str, str]] | None = None,
-                          device: Any = "cpu", root: Path | None = None) -> dict[str, Any]:
-    """Write ``results/fig5_transfer.json`` + ``.npz`` atomically and register them. ``models``:
-    :func:`model_records` of the models used (default: the current book models of ``result.n_values``)."""
-    models = models or model_records(result.n_values, root)
-    config = {**result.config, "models": dict(models)}
-    table, table_c = result.table(), result.table(crossed_only=True)
-    payload = {
-        "n_values": result.n_values,
-        "table": {str(g): {str(t): table[i, j] for j, t in enumerate(result.n_values)}
-                  for i, g in enumerate(result.n_values)},
-        "table_crossed_only": {str(g): {str(t): table_c[i, j] for j, t in enumerate(result.n_values)}
-                               for i, g in enumerate(result.n_values)},
-        "clean_error_full": {str(k): v for k, v in result.clean_error_full.items()},
-        "clean_error_subset": {str(k): v for k, v in result.clean_error_subset().items()},
-        "failures": {str(k): v for k, v in result.failures().items()},
-        "second_is_truth": {str(k): v for k, v in result.second_is_truth().items()},
-        "summaries": {str(k): v for k, v in result.summaries.items()},
+    Block 0 (the first image of each class, which the cache stores as a sample image) and ``n_blocks - 1``
+    more blocks drawn with ``seed`` are regenerated by every generator with :func:`rubbish_transfer`.
+    Returns the blocks; per generator, the largest pixel difference and the largest relative L2 distance
+    ``|new - cached| / |cached|`` from the cached sample images; the largest confidence differences (beta_single
+    and own beta, over every generator/tested pair and image); the labels and stop statuses that disagree, and
+    the number of labels compared.
+    """
+    rng = np.random.default_rng(seed)
+    others = rng.choice(np.arange(1, result.n_per_class), size=min(n_blocks - 1, result.n_per_class - 1),
+                        replace=False) if n_blocks > 1 else np.array([], dtype=int)
+    blocks = [0, *sorted(int(b) for b in others)]
+    cfg = RubbishConfig(**{**result.config["rubbish"], "shared_noise": False})
+    m = {int(k): int(v) for k, v in result.config["m"].items()}
+    new = rubbish_transfer({n: models[n] for n in result.n_values}, result.n_per_class, cfg, m=m,
+                           beta_own=result.beta_own, beta_single=result.beta_single,
+                           seed=int(result.config["seed"]), samples_per_class=1, blocks=blocks, device=device)
+    pos = np.concatenate([np.arange(N_CLASSES * b, N_CLASSES * (b + 1)) for b in blocks])  # cached positions
+    old_img, new_img = result.samples[:, :N_CLASSES].astype(np.float64), new.samples[:, :N_CLASSES]  # (G, 10, 784)
+    rel = np.linalg.norm(new_img - old_img, axis=2) / np.maximum(np.linalg.norm(old_img, axis=2), 1e-12)  # (G, 10)
+    return {
+        "blocks": blocks,
+        "image_max_abs_diff": {n: float(np.abs(new_img[g] - old_img[g]).max()) for g, n in enumerate(result.n_values)},
+        "image_max_rel_dist": {n: float(rel[g].max()) for g, n in enumerate(result.n_values)},
+        "z_single_max_abs_diff": float(np.abs(new.z_single - result.z_single[:, :, pos]).max()),
+        "z_own_max_abs_diff": float(np.abs(new.z_own - result.z_own[:, :, pos]).max()),
+        "label_disagree": int((new.predictions != result.predictions[:, :, pos]).sum()),
+        "compared": int(new.predictions.size),
+        "status_disagree": int((new.status != result.status[:, pos]).sum()),
     }
-    arrays = {"indices": result.indices.astype(np.int32), "labels": result.labels,
-              "predictions": result.predictions, "clean_predictions": result.clean_predictions,
-              "top": result.top, "second": result.second, "crossed": result.crossed,
-              "sample_positions": result.sample_positions.astype(np.int32),
-              "samples": result.samples.astype(np.float32)}
-    return _save(FIG5, "result-fig5", payload, arrays, config, result.wall_time_s, device, root)
-
-
-def load_transfer_results(root: Path | None = None, check_models: bool = True) -> TransferResult:
-    """The cached Fig. 5 (sha256-verified; refused if the book models changed since)."""
-    doc, a = _load(FIG5, root, check_models)
-    assert a is not None
-    n_values = [int(n) for n in doc["n_values"]]
-    return TransferResult(
-        n_values, a["indices"], a["labels"], a["predictions"], a["clean_predictions"], a["top"], a["second"],
-        a["crossed"], a["sample_positions"], a["samples"],
-        {int(k): v for k, v in doc["clean_error_full"].items()},
-        {int(k): v for k, v in doc["summaries"].items()}, doc["config"], doc["wall_time_s"], doc["environment"])
-
-
-def save_rubbish_results(result: RubbishTransferResult, models: Mapping[str, Mapping[str, str]] | None = None,
-                         device: Any = "cpu", root: Path | None = None) -> dict[str, Any]:
-    """Write ``results/fig6_rubbish.json`` + ``.npz`` atomically and register them."""
-    models = models or model_records(result.n_values, root)
-    config = {**result.config, "models": dict(models)}
-    mc, mo, tr = result.mean_confidence(), result.mean_confidence(own=True), result.target_rate()
-
-    def grid(a: np.ndarray) -> dict[str, dict[str, float]]:
-        return {str(g): {str(t): a[i, j] for j, t in enumerate(result.n_values)} for i, g in enumerate(result.n_values)}
-
-    payload = {"n_values": result.n_values, "n_per_class": result.n_per_class, "beta_single": result.beta_single,
-               "beta_own": {str(k): v for k, v in result.beta_own.items()}, "mean_confidence_single": grid(mc),
-               "mean_confidence_own": grid(mo), "target_rate": grid(tr),
-               "summaries": {str(k): v for k, v in result.summaries.items()}}
-    arrays = {"targets": result.targets.astype(np.int8), "predictions": result.predictions,
-              "z_single": result.z_single, "z_own": result.z_own, "status": result.status,
-              "samples": result.samples.astype(np.float16), "sample_targets": result.sample_targets.astype(np.int8)}
-    return _save(FIG6, "result-fig6", payload, arrays, config, result.wall_time_s, device, root)
-
-
-def load_rubbish_results(root: Path | None = None, check_models: bool = True) -> RubbishTransferResult:
-    """The cached Fig. 6 (sha256-verified; refused if the book models changed since)."""
-    doc, a = _load(FIG6, root, check_models)
-    assert a is not None
-    return RubbishTransferResult(
-        [int(n) for n in doc["n_values"]], int(doc["n_per_class"]), float(doc["beta_single"]),
-        {int(k): float(v) for k, v in doc["beta_own"].items()}, a["targets"].astype(np.int64), a["predictions"],
-        a["z_single"], a["z_own"], a["status"], a["samples"].astype(np.float32), a["sample_targets"].astype(np.int64),
-        {int(k): v for k, v in doc["summaries"].items()}, doc["config"], doc["wall_time_s"], doc["environment"])
-
-
-def save_confidence_results(results: Mapping[int, Mapping[str, Any]], wall: float,
-                            models: Mapping[str, Mapping[str, str]] | None = None, device: Any = "cpu",
-                            root: Path | None = None) -> dict[str, Any]:
-    """Write ``results/fig7_confidence.json`` (from :func:`dam_utils.confidence.confidence_results`)."""
-    from .confidence import BETA_BRACKET
-
-    models = models or model_records(list(results), root)
-    config = {"models": dict(models), "images": "all MNIST test images", "bracket": list(BETA_BRACKET)}
-    payload = {"n_values": [int(n) for n in results], "results": {str(k): v for k, v in results.items()}}
-    return _save(FIG7, "result-fig7", payload, None, config, wall, device, root)
-
-
-def load_confidence_results(root: Path | None = None, check_models: bool = True) -> dict[int, dict[str, Any]]:
-    """The cached Fig. 7 results keyed by n (sha256-verified; refused if the book models changed since)."""
-    doc, _ = _load(FIG7, root, check_models)
-    return {int(k): v for k, v in doc["results"].items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Tables and figures for the chapter
+# All three figures
 # ---------------------------------------------------------------------------------------------------------
-
-
-def _fmt(ours: float | None, ref: float | None) -> str:
-    if ours is None or (isinstance(ours, float) and math.isnan(ours)):
-        return "–"
-    if ref is None:
-        return f"{ours:.1f}"
-    return f"{ours:.1f} ({ref:g}; {ours - ref:+.1f})"
-
-
-def _by_generator(n_values: Sequence[int], cell: Callable[[int, int, int, int], str],
-                  extra: Callable[[int], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Table rows, one per generating model, largest n on top as in the paper's Figs. 5 and 6;
-    ``cell(g, t, n_g, n_t)`` fills the column of tested model t."""
-    rows = []
-    for g in sorted(range(len(n_values)), key=lambda i: -n_values[i]):
-        row: dict[str, Any] = {"generated by": f"n = {n_values[g]}"}
-        for t, nt in enumerate(n_values):
-            row[f"tested n = {nt}"] = cell(g, t, n_values[g], nt)
-        rows.append({**row, **(extra(g) if extra else {})})
-    return rows
-
-
-def fig5_rows(result: TransferResult, paper: Mapping[int, Mapping[int, float]] | None = None,
-              crossed_only: bool = False) -> list[dict[str, Any]]:
-    """Rows for :func:`dam_utils.metrics.html_table`: one per generator (largest n on top, as in the paper);
-    each cell "ours (paper; ours − paper)" in percent, plus the clean errors and failed crossings."""
-    from .paper import FIG5_TRANSFER_ERROR, TEST_ERROR
-
-    paper = FIG5_TRANSFER_ERROR if paper is None else paper
-    tab = result.table(crossed_only)
-    rows = _by_generator(result.n_values, lambda g, t, ng, nt: _fmt(float(tab[g, t]), paper.get(ng, {}).get(nt)),
-                         lambda g: {"failed crossings": int((~result.crossed[g]).sum())})
-    clean = {"generated by": "clean test set, error (%)"}
-    for nt in result.n_values:
-        clean[f"tested n = {nt}"] = _fmt(result.clean_error_full[nt], TEST_ERROR.get(nt))
-    clean["failed crossings"] = None
-    return [*rows, clean]
-
-
-def slides_rows(result: TransferResult) -> list[dict[str, Any]]:
-    """The talk slides' n = 2 / n = 8 table beside ours (only the cells both have)."""
-    from .paper import SLIDES_TRANSFER_ERROR
-
-    rows = []
-    for g, row in SLIDES_TRANSFER_ERROR.items():
-        for t, ref in row.items():
-            ours = result.cell(g, t) if g in result.n_values and t in result.n_values else None
-            rows.append({"generated by": g, "tested": t, "slides (%)": ref, "ours (%)": ours,
-                         "ours − slides (points)": None if ours is None else ours - ref})
-    return rows
-
-
-def fig6_rows(result: RubbishTransferResult, own: bool = False) -> list[dict[str, Any]]:
-    """Mean confidence (percent) table, largest generator on top; cells with a number in the paper's text
-    show "ours (paper; difference)"."""
-    from .paper import FIG6_MEAN_CONFIDENCE
-
-    mc = result.mean_confidence(own)
-    return _by_generator(result.n_values, lambda g, t, ng, nt: _fmt(
-        float(mc[g, t]), None if own else FIG6_MEAN_CONFIDENCE.get((ng, nt))))
-
-
-def _imshow_grid(ax: Any, img: np.ndarray) -> None:
-    ax.imshow(img.reshape(28, 28), cmap="gray", vmin=-1, vmax=1)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def plot_transfer_samples(result: TransferResult, data: Any, n_show: int = 8) -> Any:
-    """Clean test images (top row) and each generator's behind image (one row per n), labelled with the
-    generator's second choice."""
-    import matplotlib.pyplot as plt
-
-    k = min(n_show, len(result.sample_positions))
-    G = len(result.n_values)
-    fig, axes = plt.subplots(G + 1, k, figsize=(1.1 * k, 1.2 * (G + 1)), squeeze=False)
-    for j in range(k):
-        pos = int(result.sample_positions[j])
-        _imshow_grid(axes[0, j], data.x_test[int(result.indices[pos])].cpu().numpy())
-        axes[0, j].set_title(f"{int(result.labels[pos])}", fontsize=8)
-        for g in range(G):
-            _imshow_grid(axes[g + 1, j], result.samples[g, j])
-            axes[g + 1, j].set_title(f"→ {int(result.second[g, pos])}", fontsize=8)
-    axes[0, 0].set_ylabel("clean", fontsize=8)
-    for g, n in enumerate(result.n_values):
-        axes[g + 1, 0].set_ylabel(f"n = {n}", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_rubbish_samples(result: RubbishTransferResult, per_class: int = 1) -> Any:
-    """One row per generator, ``per_class`` images of each class (the target class above each image)."""
-    import matplotlib.pyplot as plt
-
-    have = len(result.sample_targets) // 10
-    k = min(per_class, have)
-    G = len(result.n_values)
-    fig, axes = plt.subplots(G * k, 10, figsize=(10 * 1.0, 1.1 * G * k), squeeze=False)
-    for g, n in enumerate(result.n_values):
-        for r in range(k):
-            for c in range(10):
-                ax = axes[g * k + r, c]
-                _imshow_grid(ax, result.samples[g, 10 * r + c])
-                if g == 0 and r == 0:
-                    ax.set_title(str(c), fontsize=9, color="green")
-            axes[g * k + r, 0].set_ylabel(f"n = {n}", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The chapter: load the cache or recompute
-# ---------------------------------------------------------------------------------------------------------
-
-#: Defaults of the chapter's ``n_images`` / ``n_per_class`` per profile (``paper``: the paper's sizes).
-CHAPTER_SIZES: dict[str, dict[str, int]] = {
-    "paper": {"n_images": 10000, "n_per_class": 100},
-    "cpu": {"n_images": 10000, "n_per_class": 100},
-    "smoke": {"n_images": 20, "n_per_class": 2},
-}
 
 
 @dataclass
 class ChapterResults:
-    """What chapter 4 shows: Figs. 5, 6, 7 (``fig7``: :func:`dam_utils.confidence.confidence_results`), where
-    they come from (``source``), the model entries, and the models themselves when computed here."""
+    """What chapter 4 shows: Figs. 5, 6 and 7 (``fig7``: :func:`dam_utils.confidence.confidence_results`, keyed
+    by n), where they come from (``source``), the model entries (manifest entry or training record), the
+    models when computed here, and ``missing``: the powers asked for that the results do not cover."""
 
-    fig5: TransferResult
-    fig6: RubbishTransferResult
+    fig5: TransferResult | None
+    fig6: RubbishTransferResult | None
     fig7: dict[int, dict[str, Any]]
     source: str
-    entries: dict[int, dict[str, Any]]
+    entries: dict[int, dict[str, Any]] = field(default_factory=dict)
     models: dict[int, DAM] | None = None
+    missing: list[int] = field(default_factory=list)
+
+    @property
+    def n_values(self) -> list[int]:
+        return [int(n) for n in self.fig7]
+
+    def clean_confidence(self, own: bool = False) -> dict[int, float]:
+        """Mean confidence (percent) of each model in the clean test digits, at the single beta_sm of Fig. 6
+        (or at its own fitted beta_sm): what a Fig. 6 cell must be read against."""
+        key = "mean_confidence" if own else "mean_confidence_single"
+        return {n: float(r[key]) for n, r in self.fig7.items()}
 
 
-def chapter_results(
-    n_values: Sequence[int],
-    profile: str,
-    recompute: bool,
+def compute_results(
+    models: Mapping[int, DAM],
+    m: Mapping[int, int],
     data: Any,
-    n_images: int | None = None,
-    n_per_class: int | None = None,
-    device: torch.device | str = "cpu",
+    *,
+    figs: Sequence[int] = (5, 6, 7),
+    n_images: int = CHAPTER_SIZES["cpu"]["n_images"],
+    n_per_class: int = CHAPTER_SIZES["cpu"]["n_per_class"],
+    profile: str = "cpu",
     seed: int = 0,
-    train_overrides: Mapping[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
 ) -> ChapterResults:
-    """Load the cached Figs. 5-7 (default), or recompute them (``recompute`` or profile ``smoke``).
-
-    Loading: the caches must contain every n of ``n_values`` (a subset is selected); otherwise an
-    :class:`~dam_utils.artifacts.ArtifactError` says to recompute. Recomputing: the book models are used
-    where they exist (profile ``smoke`` always trains tiny ones); missing ones are trained here with the
-    profile's preset and ``train_overrides`` (K, epochs, seed); ``seed`` draws the rubbish noise. Attack
-    presets follow ``profile``; ``n_images`` and
-    ``n_per_class`` default to :data:`CHAPTER_SIZES`. Nothing is written to ``artifacts/``.
-    """
-    from .artifacts import entry
-    from .confidence import confidence_results
-
-    n_values = [int(n) for n in n_values]
-    sizes = CHAPTER_SIZES[profile]
-    if not recompute and profile != "smoke":
-        r5, r6, r7 = load_transfer_results(), load_rubbish_results(), load_confidence_results()
-        missing = [n for n in n_values if n not in r5.n_values or n not in r6.n_values or n not in r7]
-        if missing:
-            raise ArtifactError(
-                f"the cached results have n = {r5.n_values}, not {missing}: run the chapter with recompute=True "
-                "(see README.md, 'Re-running with other n').")
-        entries = {n: entry(r5.config["models"][str(n)]["name"]) for n in n_values}
-        return ChapterResults(r5.select(n_values), r6.select(n_values), {n: r7[n] for n in n_values},
-                              "loaded from artifacts/results/", entries)
-    models, ms, entries = obtain_models(n_values, profile, data, device, train_all=profile == "smoke",
-                                        **dict(train_overrides or {}))
+    """Figs. 7, 5 and 6 (those in ``figs``; Fig. 7 always, as Fig. 6 needs each model's fitted beta_sm) for
+    ``models``, with the attack presets of ``profile``; ``seed`` draws the rubbish noise. The one place that
+    runs the experiments, for the chapter (:func:`dam_utils.reproduce.chapter_results`) and for
+    ``make reproduce`` alike. ``source`` and ``entries`` are left for the caller."""
     t0 = time.perf_counter()
     r7 = confidence_results(models, data)
     wall7 = time.perf_counter() - t0
     for r in r7.values():
         r["wall_time_s"] = wall7
-    r5 = adversarial_transfer(models, data, n_images or sizes["n_images"], DeformConfig.preset(profile), m=ms,
-                              device=device)
-    r6 = rubbish_transfer(models, n_per_class or sizes["n_per_class"], RubbishConfig.preset(profile), m=ms,
-                          beta_own={n: r7[n]["beta_sm"] for n in n_values}, seed=seed, device=device)
-    return ChapterResults(r5, r6, r7, "computed in this notebook", entries, models)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line: recompute and cache (`make reproduce`)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def compute_and_save(
-    figs: Sequence[int] = (5, 6, 7),
-    n_values: Sequence[int] = (2, 3, 20, 30),
-    n_images: int = 10000,
-    n_per_class: int = 100,
-    profile: str = "cpu",
-    device: str = "cpu",
-    seed: int = 0,
-    root: Path | None = None,
-    progress: bool = True,
-) -> dict[str, float]:
-    """Recompute Figs. 5, 6, 7 with the book models and cache them (wall time per figure, seconds)."""
-    from .artifacts import load_book_model
-    from .confidence import confidence_results
-    from .data import load_mnist
-
-    data = load_mnist()
-    models, ms = {}, {}
-    for n in n_values:
-        models[int(n)], e = load_book_model(int(n), device=device, root=root)
-        ms[int(n)] = int(e["config"]["m"])
-    records = model_records(n_values, root)
-    walls: dict[str, float] = {}
-    conf = None
-    if 7 in figs or 6 in figs:
-        t0 = time.perf_counter()
-        conf = confidence_results(models, data)
-        walls["fig7"] = time.perf_counter() - t0
-        if 7 in figs:
-            save_confidence_results(conf, walls["fig7"], records, device, root)
+    r5 = r6 = None
     if 5 in figs:
-        res5 = adversarial_transfer(models, data, n_images, DeformConfig.preset(profile), m=ms, device=device,
-                                    progress=progress)
-        save_transfer_results(res5, records, device, root)
-        walls["fig5"] = res5.wall_time_s
+        r5 = adversarial_transfer(models, data, n_images, DeformConfig.preset(profile), m=m, device=device,
+                                  progress=progress)
     if 6 in figs:
-        assert conf is not None
-        res6 = rubbish_transfer(models, n_per_class, RubbishConfig.preset(profile), m=ms,
-                                beta_own={n: conf[n]["beta_sm"] for n in conf}, seed=seed, device=device,
-                                progress=progress)
-        save_rubbish_results(res6, records, device, root)
-        walls["fig6"] = res6.wall_time_s
-    return walls
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Recompute and cache the results of chapter 4 (Figs. 5, 6, 7).")
-    ap.add_argument("--fig", type=int, nargs="+", default=[5, 6, 7], choices=[5, 6, 7])
-    ap.add_argument("--n", type=int, nargs="+", default=[2, 3, 20, 30], help="powers n (book models)")
-    ap.add_argument("--n-images", type=int, default=10000, help="test images deformed per model (Fig. 5)")
-    ap.add_argument("--n-per-class", type=int, default=100, help="rubbish images per class per model (Fig. 6)")
-    ap.add_argument("--profile", default="cpu", choices=["paper", "cpu", "smoke"], help="attack preset")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    walls = compute_and_save(args.fig, args.n, args.n_images, args.n_per_class, args.profile, args.device,
-                             args.seed)
-    for k, v in walls.items():
-        print(f"{k}: {v:.0f} s")
-
-
-if __name__ == "__main__":
-    main()
+        r6 = rubbish_transfer(models, n_per_class, RubbishConfig.preset(profile), m=m,
+                              beta_own={n: r7[n]["beta_sm"] for n in r7}, seed=seed, device=device,
+                              progress=progress)
+    return ChapterResults(r5, r6, r7, "computed here", models=dict(models))

@@ -2,7 +2,7 @@
 (:func:`dam_utils.figures_attacks.deformation_animation`); these need a live kernel.
 
 :func:`deformation_explorer` scrubs through the stored snapshots of decision-boundary deformations
-(:func:`dam_utils.attacks.deform` with ``trace=...`` and ``snapshot_every=...``): a model dropdown, an
+(:func:`dam_utils.deform.deform` with ``trace=...`` and ``snapshot_every=...``): a model dropdown, an
 image selector and a step slider; the picture, the step, both objectives and the model's label at that
 step are shown. Everything is precomputed: moving the slider only re-encodes a 28 x 28 image.
 """
@@ -15,19 +15,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import ipywidgets as widgets
+import matplotlib
 import numpy as np
 import torch
+from matplotlib.colors import Normalize
 from PIL import Image as PILImage
+
+from .plots import DIGIT_CMAP, as_digit
 
 __all__ = ["DeformationExplorer", "deformation_explorer", "image_png"]
 
 
 def image_png(v: torch.Tensor | np.ndarray, scale: int = 5) -> bytes:
-    """A (784,) image with pixels in [-1, 1] as PNG bytes, grayscale with ink (+1) black on white (-1),
-    the scale of the book's figures; each pixel becomes a ``scale`` x ``scale`` block."""
-    a = v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, dtype=float)
-    a = np.clip(a.reshape(28, 28), -1.0, 1.0)
-    u8 = np.round((1.0 - a) * 127.5).astype(np.uint8)  # -1 -> 255 (white), +1 -> 0 (black)
+    """A (784,) image with pixels in [-1, 1] as grayscale PNG bytes, through the colour map and scale of
+    :func:`dam_utils.plots.imshow_digit` (ink, +1, black on white, -1), so the explorer shows exactly what
+    the figures show; each pixel becomes a ``scale`` x ``scale`` block."""
+    rgba = matplotlib.colormaps[DIGIT_CMAP](Normalize(-1.0, 1.0, clip=True)(as_digit(v)))  # (28, 28, 4)
+    u8 = np.round(rgba[..., 0] * 255.0).astype(np.uint8)  # gray: R = G = B
     img = PILImage.fromarray(u8, mode="L").resize((28 * scale, 28 * scale), PILImage.NEAREST)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -127,6 +131,6 @@ class DeformationExplorer:
 
 def deformation_explorer(results: Mapping[int, Any], scale: int = 5) -> DeformationExplorer:
     """A model dropdown, an image selector and a step slider over the stored snapshots of
-    ``results[n]`` (:class:`dam_utils.attacks.DeformResult` with a trace and snapshots). Display the
+    ``results[n]`` (:class:`dam_utils.deform.DeformResult` with a trace and snapshots). Display the
     returned object (or its ``.widget``) in JupyterLab."""
     return DeformationExplorer(results, scale)

@@ -11,6 +11,7 @@ import torch
 
 from dam_utils import artifacts
 from dam_utils.artifacts import ArtifactError
+from dam_utils.health import health_report
 from dam_utils.paths import REPO_ROOT, artifacts_dir
 from dam_utils.train import TrainConfig, train
 
@@ -45,9 +46,25 @@ def test_book_model_provenance_and_recorded_errors(n: int, mnist) -> None:
     for key in ("device", "device_name", "torch", "numpy", "python", "commit", "created_utc"):
         assert entry["environment"].get(key), f"provenance field {key!r} missing"
     assert entry["wall_time_s"] > 0
-    # the recorded errors are what the stored weights give
+    # the recorded errors and health are what the stored weights give
     assert model.error_rate(mnist.x_test, mnist.y_test) == pytest.approx(entry["test_error"], abs=1e-9)
     assert model.error_rate(mnist.x_train, mnist.y_train) == pytest.approx(entry["train_error"], abs=1e-9)
+    assert health_report(model, mnist.x_train, mnist.x_test) == pytest.approx(entry["health"])
+
+
+@pytest.mark.parametrize("n", BOOK_N)
+def test_book_models_meet_the_dead_memory_target(n: int, manifest) -> None:
+    """Issue 9: fewer than 5 % of a book model's memories are dead on the training set."""
+    _, entry = artifacts.load_book_model(n)
+    assert entry["health"]["dead_train_%"] < 5.0
+
+
+def test_the_p09_models_are_ablations_never_book_models(manifest) -> None:
+    ablation = manifest["ablation_models"]["p=0.9"]
+    assert sorted(int(n) for n in ablation) == sorted(BOOK_N)
+    assert not set(ablation.values()) & set(manifest["book_models"].values())
+    for name in ablation.values():
+        assert manifest["artifacts"][name]["config"]["p"] == 0.9
 
 
 def test_recorded_commits_exist_in_history(manifest) -> None:
@@ -89,7 +106,7 @@ def test_modified_artifact_is_refused(tmp_path, monkeypatch) -> None:
     dst.unlink()
     with pytest.raises(ArtifactError, match="missing"):
         artifacts.load_model(name, root=root)
-    with pytest.raises(ArtifactError, match="no committed model for n=7"):
+    with pytest.raises(ArtifactError, match="no committed 'cpu' model for n=7"):
         artifacts.book_model_name(7, root=root)
 
 

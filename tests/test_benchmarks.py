@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dam_utils.train import TrainConfig, init_weights, train_step
+from dam_utils.train import TrainConfig, TrainState, init_weights, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,8 @@ def test_numpy_reference_step_equals_train_step() -> None:
         y = torch.arange(40) % 10
         vel = torch.randn(w.shape, generator=g, dtype=torch.float64)
         w_np, vel_np = w.numpy().copy(), vel.numpy().copy()
-        train_step(w, vel, v, y, cfg, T, cfg.eps0)
+        state = TrainState.from_weights(w, vel)
+        train_step(state, v, y, cfg, T, cfg.eps0)
         bench.numpy_step(w_np, vel_np, v.numpy(), y.numpy(), cfg, T)
-        np.testing.assert_allclose(vel_np, vel.numpy(), rtol=1e-8, atol=1e-10)
-        np.testing.assert_allclose(w_np, w.numpy(), rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(vel_np, state.velocity().numpy(), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(w_np, state.weights().numpy(), rtol=1e-8, atol=1e-12)

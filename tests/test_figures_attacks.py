@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from dam_utils import attacks as A
 from dam_utils import figures_attacks as FA
+from dam_utils.deform import DeformConfig, DeformResult, deform
+from dam_utils.plots import DIGIT_CMAP
+from dam_utils.rubbish import noise_images
 
 
 @pytest.fixture(autouse=True)
@@ -22,10 +24,10 @@ def _close_figures():
 
 
 @pytest.fixture(scope="module")
-def results(random_dam) -> dict[int, A.DeformResult]:
-    x = A.noise_images(3, 0.5, seed=1)
-    cfg = A.DeformConfig.smoke(eps=0.5, max_steps=60, patience=10)
-    return {n: A.deform(random_dam(n, seed=n), x, 2, cfg, trace=1, snapshot_every=2) for n in (2, 30)}
+def results(random_dam) -> dict[int, DeformResult]:
+    x = noise_images(3, 0.5, seed=1)
+    cfg = DeformConfig.smoke(eps=0.5, max_steps=60, patience=10)
+    return {n: deform(random_dam(n, seed=n), x, 2, cfg, trace=1, snapshot_every=2) for n in (2, 30)}
 
 
 def _png(fig) -> bytes:
@@ -49,7 +51,7 @@ def test_fig3_grid_scale_and_labels() -> None:
     for ax in axes:
         im = ax.images[0]
         assert im.norm.vmin == -1.0 and im.norm.vmax == 1.0
-        assert im.get_cmap().name == FA.IMAGE_CMAP
+        assert im.get_cmap().name == DIGIT_CMAP
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:10] == ["0", "1", "2", "3", "4 (→9)", "5", "6", "7", "8", "9"]
     assert titles[10:20] == [str(a) for a in range(10)]
@@ -83,10 +85,24 @@ def test_fig4_curves_mark_the_crossing() -> None:
 
 
 def test_fig4_curves_from_a_real_trace(results) -> None:
-    tr = results[2].trace
+    """The plotted curves are the trace's values, step by step, and the dashed line sits at the image's
+    crossing step."""
+    r = results[2]
+    tr = r.trace
     fig = FA.fig4_curves({2: {"log_c_top": tr.log_c_top[0], "log_c_second": tr.log_c_second[0],
                               "gap": tr.gap[0]}})
-    assert len(fig.axes[0].lines) >= 2
+    ax = fig.axes[0]
+    top = next(ln for ln in ax.lines if ln.get_color() == FA.TOP_COLOUR)
+    sec = next(ln for ln in ax.lines if ln.get_color() == FA.SECOND_COLOUR)
+    L = int((~tr.log_c_top[0].isnan()).sum())
+    np.testing.assert_array_equal(top.get_xdata(), np.arange(L))
+    np.testing.assert_allclose(top.get_ydata(), tr.log_c_top[0][:L].numpy())
+    np.testing.assert_allclose(sec.get_ydata(), tr.log_c_second[0][:L].numpy())
+    dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    if bool(r.crossed[0]):
+        assert len(dashed) == 1 and dashed[0].get_xdata()[0] == int(r.cross_step[0])
+    else:
+        assert not dashed
 
 
 def test_fig4_triplets_layout(results) -> None:

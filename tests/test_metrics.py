@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from dam_utils import metrics, paper
-from dam_utils.model import DAM, N_CLASSES, N_PIXELS
+from dam_utils.model import DAM, N_CLASSES, N_PIXELS, reference_energy_difference
 from dam_utils.train import TrainConfig
 
 
@@ -122,21 +123,21 @@ def test_summarise() -> None:
 # --- error_table ---------------------------------------------------------------------------------
 
 
-def test_error_table_matches_error_rate_and_paper() -> None:
+def test_error_table_counts_the_errors_of_eq_1() -> None:
+    """Labels are built from eq. (1) written out literally (model.reference_energy_difference, not the model's
+    own path): 15 of 60 images get a wrong label, so the error must be exactly 25 %."""
     x = _images(60, seed=3)
-    y = torch.randint(0, N_CLASSES, (60,), generator=torch.Generator().manual_seed(4))
-    data = SimpleNamespace(x_test=x, y_test=y)
-    models = {30: _random_model(n=30, T=40.0, seed=5), 2: _random_model(n=2, seed=6)}
-    models[7] = _random_model(seed=7)
-    rows = metrics.error_table(models, data)
-    assert [r["n"] for r in rows] == [30, 2, 7]  # the order given
-    for r in rows:
-        expected = models[r["n"]].error_rate(x, y)
-        assert r["test_error"] == pytest.approx(expected)
-        assert r["n_errors"] == round(expected * 60 / 100)
-    assert rows[0]["paper_test_error"] == paper.TEST_ERROR[30] == 1.80
-    assert rows[1]["difference"] == pytest.approx(rows[1]["test_error"] - 1.51)
-    assert rows[2]["paper_test_error"] is None and rows[2]["difference"] is None
+    models = {30: _random_model(n=30, T=40.0, seed=5), 2: _random_model(n=2, seed=6), 7: _random_model(seed=7)}
+    for n, model in models.items():
+        y = reference_energy_difference(x.double(), model.xi.double(), model.xc.double(), model.n, model.T).argmax(1)
+        y[45:] = (y[45:] + 1) % N_CLASSES
+        row = metrics.error_table({n: model}, SimpleNamespace(x_test=x, y_test=y))[0]
+        assert row["n"] == n and row["test_error"] == pytest.approx(25.0) and row["n_errors"] == 15
+        ref = paper.TEST_ERROR.get(n)
+        assert row["paper_test_error"] == ref
+        assert row["difference"] == (None if ref is None else pytest.approx(25.0 - ref))
+    order = metrics.error_table(models, SimpleNamespace(x_test=x, y_test=torch.zeros(60, dtype=torch.long)))
+    assert [r["n"] for r in order] == [30, 2, 7]  # the order given
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -163,12 +164,22 @@ def test_config_and_provenance_rows_and_markdown() -> None:
 # --- paper.py ------------------------------------------------------------------------------------
 
 
-def test_paper_numbers() -> None:
-    assert dict(paper.TEST_ERROR) == {2: 1.51, 3: 1.44, 20: 1.61, 30: 1.80}
-    assert paper.N_VALUES == tuple(paper.TEST_ERROR)
-    lo, hi = paper.TEST_ERROR_RANGE
+def test_paper_tables_are_consistent_with_the_papers_text() -> None:
+    """Properties the paper's text states about its own tables, so a mistyped number fails here."""
+    assert paper.N_VALUES == tuple(paper.TEST_ERROR) == tuple(paper.BETA_SM) == tuple(paper.FIG5_TRANSFER_ERROR)
+    lo, hi = paper.TEST_ERROR_RANGE  # "error_test = 1.4 - 1.8 %" for every n
     assert all(lo <= e <= hi for e in paper.TEST_ERROR.values())
-    assert paper.paper_test_error(20) == 1.61 and paper.paper_test_error(5) is None
+    for g, row in paper.FIG5_TRANSFER_ERROR.items():
+        assert tuple(row) == paper.N_VALUES
+        assert 98.0 <= row[g] < 100.0  # footnote 3: the diagonal is ~99 %, not 100 %
+    # "the model with n = 30 ... can still correctly classify 97 %" of the images made by n = 2 and 3
+    small_to_30 = [paper.FIG5_TRANSFER_ERROR[g][30] for g in (2, 3)]
+    assert 100.0 - sum(small_to_30) / 2 == pytest.approx(paper.FIG5_CORRECT_N30, abs=0.5)
+    assert all({g, t} <= set(paper.N_VALUES) for g, t in paper.FIG6_MEAN_CONFIDENCE)
+    # beta_sm = 3.2 comes from Z = 0.985 for outputs at their targets: e^b / (e^b + 9 e^-b)
+    b = paper.BETA_SM_SINGLE
+    assert math.exp(b) / (math.exp(b) + 9 * math.exp(-b)) == pytest.approx(paper.BETA_SM_SINGLE_Z, abs=2e-3)
+    assert paper.paper_test_error(5) is None
     with pytest.raises(TypeError):
         paper.TEST_ERROR[2] = 0.0  # read-only
 

@@ -8,6 +8,7 @@ parameters (``profile``, ``recompute``, ``device``) in their ``parameters`` cell
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -83,3 +84,31 @@ def test_bad_parameter_fails_before_any_work(path: Path, tmp_path: Path) -> None
     injected = next(i for i in code if "injected-parameters" in nb.cells[i].metadata.get("tags", []))
     first_after = next(i for i in code if i > injected)
     assert _error_cells(nb) == [first_after]
+
+
+def _glued(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """The values glued by myst_nb (``glue(..., display=False)``), as their text/plain repr."""
+    out = {}
+    for c in nb.cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            book = o.get("metadata", {}).get("scrapbook", {})
+            if book.get("name"):
+                out[book["name"]] = o.get("data", {}).get(book.get("mime_prefix", "") + "text/plain", "")
+    return out
+
+
+def test_transfer_chapter_runs_for_other_powers(tmp_path: Path) -> None:
+    """The README's own example (n = 2 and 8) at the smoke profile: no error, every glue key that the text
+    uses is defined, and the claims about large n read "not computed" (n = 8 is neither small nor large)."""
+    path = REPO_ROOT / "notebooks" / "04_transfer.ipynb"
+    out = tmp_path / path.name
+    _run(path, out, {**SMOKE, "n_values": [2, 8]})
+    nb = nbformat.read(out, as_version=4)
+    assert not _error_cells(nb)
+    glued = _glued(nb)
+    text = "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    used = set(re.findall(r"\{glue:text\}`([A-Za-z0-9_]+)", text))
+    assert used and not used - set(glued), f"glue keys used but never defined: {sorted(used - set(glued))}"
+    for key in ("v5_verdict", "v6b_verdict", "v6c_verdict"):
+        assert glued[key] == "'not computed'", (key, glued[key])
+    assert "nan" not in " ".join(glued[k] for k in used).lower()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import FrozenInstanceError, dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -10,11 +12,16 @@ import torch
 
 from dam_utils.params import (
     KNOWN_PARAMS,
+    PROFILES,
     ParameterError,
     Params,
+    Preset,
+    bool_field,
     check_choice,
     check_float,
     check_int,
+    float_field,
+    int_field,
     validate_params,
 )
 
@@ -180,3 +187,32 @@ def test_generic_helpers() -> None:
         ParameterError, match=r"^Parameter 'norm' = 'L2' is invalid: must be one of 'l2', 'linf'\.$"
     ):
         check_choice("norm", "L2", ["l2", "linf"])
+
+
+@dataclass(frozen=True)
+class _Toy(Preset):
+    steps: int = int_field(10, 1, 100)
+    rate: float = float_field(0.5, 0.0, 1.0, lo_inclusive=False)
+    clip: bool = bool_field(True)
+
+    _PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {"steps": 5}, "smoke": {"steps": 2}}
+
+
+def test_preset_mechanism_builds_validates_and_overrides() -> None:
+    assert [_Toy.preset(p).steps for p in PROFILES] == [10, 5, 2]
+    assert _Toy.smoke(rate=0.25) == _Toy(steps=2, rate=0.25)  # keywords override the preset
+    assert _Toy.cpu() == _Toy.preset("cpu") and _Toy.paper() == _Toy()
+    assert _Toy(steps=np.int64(7)).steps == 7 and type(_Toy(steps=np.int64(7)).steps) is int  # coerced
+    assert _Toy().replace(clip=False).to_dict() == {"steps": 10, "rate": 0.5, "clip": False}
+    with pytest.raises(ParameterError, match="'steps' = 0"):
+        _Toy(steps=0)
+    with pytest.raises(ParameterError, match="'rate'"):
+        _Toy(rate=0.0)  # lower bound excluded
+    with pytest.raises(ParameterError, match="'clip'"):
+        _Toy(clip=1)
+    with pytest.raises(ParameterError, match="'steps'"):
+        _Toy().replace(steps=101)  # replace validates again
+    with pytest.raises(ParameterError, match="'profile'"):
+        _Toy.preset("gpu")
+    with pytest.raises(FrozenInstanceError):
+        _Toy().steps = 3  # type: ignore[misc]

@@ -83,3 +83,15 @@ def test_specialisation_plot() -> None:
     assert len(fig.axes) == 3
     assert sum(ln.get_linestyle() == "--" for ln in fig.axes[0].lines) >= 2  # the two baselines
     assert len(plots.specialisation_plot(spec).axes) == 2
+
+
+def test_imshow_digit_draws_ink_black_on_white() -> None:
+    v = torch.full((784,), -1.0)
+    v[:28] = 1.0  # the first row is ink
+    _, ax = plt.subplots()
+    im = plots.imshow_digit(ax, v, title="7")
+    assert im.get_cmap().name == plots.DIGIT_CMAP and (im.norm.vmin, im.norm.vmax) == (-1.0, 1.0)
+    rgba = im.to_rgba(im.get_array())  # (28, 28, 4)
+    assert tuple(rgba[0, 0, :3]) == (0.0, 0.0, 0.0) and tuple(rgba[1, 0, :3]) == (1.0, 1.0, 1.0)
+    assert ax.get_title() == "7" and list(ax.get_xticks()) == [] and list(ax.get_yticks()) == []
+    np.testing.assert_array_equal(plots.imshow_digit(ax, v.reshape(28, 28).numpy()).get_array(), im.get_array())

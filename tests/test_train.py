@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dam_utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from dam_utils.train import TrainConfig, epoch_batches, init_weights, train, train_step
+from dam_utils.train import TrainConfig, TrainState, epoch_batches, init_weights, train, train_step
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +74,37 @@ def test_each_memory_moves_by_exactly_eps(mnist) -> None:
 def test_a_small_step_lowers_the_minibatch_loss(mnist) -> None:
     """The normalised update is a descent direction: C falls after a small step on the same batch."""
     cfg = TrainConfig.smoke(3, K=200)
-    weights = init_weights(cfg)
+    state = TrainState.from_weights(init_weights(cfg))
     v, y = mnist.x_train[:500], mnist.y_train[:500]
     for _ in range(3):
-        velocity = torch.zeros_like(weights)
-        _, before = train_step(weights, velocity, v, y, cfg, T=300.0, eps=1e-3)
-        _, after = train_step(weights.clone(), torch.zeros_like(weights), v, y, cfg, T=300.0, eps=0.0)
+        state.v_xi.zero_(), state.v_xc.zero_()
+        _, before = train_step(state, v, y, cfg, T=300.0, eps=1e-3)
+        probe = TrainState.from_weights(state.weights())
+        _, after = train_step(probe, v, y, cfg, T=300.0, eps=0.0)
         assert after < before
+
+
+def test_an_idle_memory_coasts_unless_frozen(mnist) -> None:
+    """The published update moves a memory by eps even when its gradient is exactly 0 (the momentum
+    direction, renormalised); ``freeze_idle`` (a labelled option) keeps it in place instead."""
+    v, y = mnist.x_train[:300], mnist.y_train[:300]
+    for freeze in (False, True):
+        cfg = TrainConfig.smoke(30, K=20, freeze_idle=freeze)
+        w = init_weights(cfg)
+        w[0, :784], w[0, 784:] = mnist.x_train[300:301].neg().squeeze(0) * 0.9, 0.9  # a_0 << 0: silent
+        state = TrainState.from_weights(w, velocity=torch.ones_like(w))  # it was moving before
+        before = state.weights().clone()
+        train_step(state, v, y, cfg, T=cfg.T_f, eps=0.01)
+        moved = (state.weights() - before).abs().amax(1)
+        assert moved[0].item() == (0.0 if freeze else pytest.approx(0.01, rel=1e-4))
+        assert (moved[1:] > 0).all()  # the others learn either way
 
 
 def test_training_records_history_and_provenance(mnist) -> None:
     cfg = TrainConfig.smoke(3, K=30, epochs=2, batches_per_epoch=2)
     res = train(cfg, mnist, progress=False)
     assert [h["epoch"] for h in res.history] == [1, 2]
+    assert 0 <= res.history[-1]["dead_train_%"] <= 100 and "dead_test_%" in res.history[-1]
     assert all(0 <= h["test_error"] <= 100 and h["loss"] > 0 for h in res.history)
     assert res.environment["torch"] == str(torch.__version__) and res.environment["device"] == "cpu"
 

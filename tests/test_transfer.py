@@ -1,170 +1,101 @@
-"""dam_utils.transfer: Figs. 5 and 6 and their cache.
+"""dam_utils.transfer: the experiments of Figs. 5 and 6 on tiny models trained here, and their tables.
 
-* The committed Fig. 5 cache is recomputed on a random sample of images with the code as it is now
-  (:func:`test_cached_fig5_matches_the_code`); it fails when the cache and the code disagree.
-* On tiny models trained here: the cache round-trips, a corrupted cache is caught by the recheck, a cache
-  made with other models is refused, a missing one is reported as missing.
+The committed caches are rechecked against this code in ``tests/test_results_cache.py``.
 """
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 import torch
 
-from dam_utils import artifacts
-from dam_utils.attacks import DeformConfig, RubbishConfig
-from dam_utils.paths import artifacts_dir
-from dam_utils.train import TrainConfig, train
-from dam_utils.transfer import (
-    FIG5,
-    ResultMissingError,
-    StaleResultError,
-    adversarial_transfer,
-    fig5_rows,
-    fig6_rows,
-    load_rubbish_results,
-    load_transfer_results,
-    recheck_transfer,
-    rubbish_transfer,
-    save_rubbish_results,
-    save_transfer_results,
-)
+from dam_utils.deform import DeformConfig
+from dam_utils.figures_transfer import fig5_rows, fig6_rows
+from dam_utils.rubbish import RubbishConfig
+from dam_utils.train import train
+from dam_utils.train_config import TrainConfig
+from dam_utils.transfer import adversarial_transfer, recheck_transfer, rubbish_transfer
 
-#: Images recomputed from the committed cache, and the share of labels allowed to differ (float noise
-#: between batch sizes can move an image that sits one small step past the boundary).
-RECHECK_IMAGES = 200
+#: Share of labels allowed to differ when a Fig. 5 sample is recomputed (float noise between batch sizes can
+#: move an image that sits one small step past the boundary).
 RECHECK_TOLERANCE = 0.01
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The committed cache against the code
-# ---------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_cached_fig5_matches_the_code(mnist) -> None:
-    root = artifacts_dir()
-    if FIG5 not in artifacts.read_manifest(root)["artifacts"]:
-        pytest.skip(f"no cached Fig. 5 in {root}/manifest.json (compute it with `make reproduce`); "
-                    "nothing to compare the code with")
-    cached = load_transfer_results(root)  # sha256-verified, refused if the book models changed
-    models = {n: artifacts.load_book_model(n, root=root)[0] for n in cached.n_values}
-    check = recheck_transfer(cached, models, mnist, n_sample=RECHECK_IMAGES, seed=0)
-    assert check["disagree_fraction"] <= RECHECK_TOLERANCE, (
-        f"{check['disagree']} of {check['compared']} labels differ from the cache ({check['per_cell']}): the "
-        "cached Fig. 5 does not match the code. Recompute it with `make reproduce`.")
-    assert check["crossed_disagree"] <= RECHECK_TOLERANCE * RECHECK_IMAGES * len(cached.n_values)
-    assert check["second_disagree"] == 0
-    # the table in the JSON is the table of the per-image arrays
-    doc = json.loads((root / "results" / f"{FIG5}.json").read_text())
-    tab = cached.table()
-    for i, g in enumerate(cached.n_values):
-        for j, t in enumerate(cached.n_values):
-            assert doc["table"][str(g)][str(t)] == pytest.approx(tab[i, j])
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Tiny models
-# ---------------------------------------------------------------------------------------------------------
-
-
 @pytest.fixture(scope="module")
-def tiny(mnist, tmp_path_factory):
-    """Two smoke-profile models (n = 2, 3) registered as the book models of a fresh artifacts root."""
-    root = tmp_path_factory.mktemp("artifacts")
+def tiny(mnist):
+    """Two smoke-profile models (n = 2, 3) and their loss powers."""
     models, m = {}, {}
     for n in (2, 3):
         res = train(TrainConfig.smoke(n, K=40, epochs=3), mnist, progress=False)
-        artifacts.save_model(res, mnist, root=root)
         models[n], m[n] = res.model, res.config.m
-    return root, models, m
+    return models, m
 
 
-def _fig5(tiny, mnist, n_images: int = 30):
-    _, models, m = tiny
+@pytest.fixture(scope="module")
+def fig5(tiny, mnist):
+    models, m = tiny
     torch.manual_seed(0)
-    return adversarial_transfer(models, mnist, n_images, DeformConfig.smoke(max_steps=200), m=m, n_samples=4)
+    return adversarial_transfer(models, mnist, 30, DeformConfig.smoke(max_steps=200), m=m, n_samples=4)
 
 
-def test_fig5_shapes_and_definitions(tiny, mnist) -> None:
-    res = _fig5(tiny, mnist)
+@pytest.fixture(scope="module")
+def fig6(tiny):
+    models, m = tiny
+    return rubbish_transfer(models, 3, RubbishConfig.smoke(), m=m, beta_own={2: 4.0, 3: 5.0}, seed=0,
+                            samples_per_class=1)
+
+
+def test_fig5_shapes_and_definitions(fig5, mnist) -> None:
     G, N = 2, 30
-    assert res.predictions.shape == (G, G, N) and res.samples.shape == (G, 4, 784)
-    tab = res.table()
+    assert fig5.predictions.shape == (G, G, N) and fig5.samples.shape == (G, 4, 784)
+    tab = fig5.table()
     assert tab.shape == (G, G) and np.all((tab >= 0) & (tab <= 100))
     # error = label differs from the true label of the clean image
-    expect = 100.0 * (res.predictions[0, 1] != mnist.y_test[:N].numpy()).mean()
+    expect = 100.0 * (fig5.predictions[0, 1] != mnist.y_test[:N].numpy()).mean()
     assert tab[0, 1] == pytest.approx(expect)
     # on the diagonal a crossed image is the generator's second choice or another class, never its top
     for g in range(G):
-        c = res.crossed[g]
-        assert np.all(res.predictions[g, g][c] != res.top[g][c])
-    rows = fig5_rows(res)
-    assert len(rows) == G + 1 and rows[0]["generated by"] == "n = 3"
+        c = fig5.crossed[g]
+        assert np.all(fig5.predictions[g, g][c] != fig5.top[g][c])
+    rows = fig5_rows(fig5)
+    assert [r["generated by"] for r in rows] == ["n = 3", "n = 2", "clean test set, error (%)"]
+    assert rows[1]["tested n = 3"].startswith(f"{tab[0, 1]:.1f} (50.7; ")  # ours (paper; difference)
 
 
-def test_fig5_cache_round_trip_and_recheck(tiny, mnist) -> None:
-    root, models, _ = tiny
-    res = _fig5(tiny, mnist)
-    save_transfer_results(res, root=root)
-    back = load_transfer_results(root)
-    assert back.n_values == res.n_values
-    assert np.array_equal(back.predictions, res.predictions) and np.array_equal(back.crossed, res.crossed)
-    assert np.allclose(back.table(), res.table())
-    assert back.config["models"]["2"]["sha256"] == artifacts.entry(artifacts.book_model_name(2, root), root)["sha256"]
-    check = recheck_transfer(back, models, mnist, n_sample=20, seed=1)
-    assert check["disagree_fraction"] <= RECHECK_TOLERANCE
+def test_recheck_agrees_with_itself_and_catches_other_code(fig5, tiny, mnist) -> None:
+    models, _ = tiny
+    check = recheck_transfer(fig5, models, mnist, n_sample=20, seed=1)
+    assert check["compared"] == 20 * 4 and check["disagree_fraction"] <= RECHECK_TOLERANCE
+    other = fig5.select(fig5.n_values)
+    other.predictions = (fig5.predictions + 1) % 10  # a cache computed by some other code
+    assert recheck_transfer(other, models, mnist, n_sample=20, seed=1)["disagree_fraction"] > RECHECK_TOLERANCE
 
 
-def test_recheck_catches_a_cache_that_does_not_match_the_code(tiny, mnist) -> None:
-    root, models, _ = tiny
-    res = _fig5(tiny, mnist)
-    res.predictions = (res.predictions + 1) % 10  # a cache computed by some other code
-    save_transfer_results(res, root=root)
-    check = recheck_transfer(load_transfer_results(root), models, mnist, n_sample=20, seed=1)
-    assert check["disagree_fraction"] > RECHECK_TOLERANCE
-
-
-def test_stale_and_missing_caches_are_refused(tiny, mnist, tmp_path) -> None:
-    root = tiny[0]
-    res = _fig5(tiny, mnist, n_images=10)
-    save_transfer_results(res, root=root)
-    # a different model for n = 3 becomes the book model: the cache is stale
-    other = train(TrainConfig.smoke(3, K=40, epochs=3, seed=7), mnist, progress=False)
-    artifacts.save_model(other, mnist, root=root)
-    with pytest.raises(StaleResultError, match=r"[Rr]ecompute"):
-        load_transfer_results(root)
-    load_transfer_results(root, check_models=False)  # still readable on purpose
-    # restore the original book model for the other tests
-    with artifacts._locked_manifest(root) as manifest:
-        manifest["book_models"]["3"] = "dam_n3_K40_e3_seed0"
-    load_transfer_results(root)
-    # modified file: sha256 mismatch
-    npz = root / "results" / f"{FIG5}.npz"
-    saved = npz.read_bytes()
-    npz.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))
-    with pytest.raises(artifacts.ArtifactError, match="does not match the manifest"):
-        load_transfer_results(root)
-    npz.write_bytes(saved)
-    with pytest.raises(ResultMissingError, match=r"no cached"):
-        load_transfer_results(tmp_path)
-
-
-def test_fig6_rubbish_transfer_and_cache(tiny, mnist) -> None:
-    root, models, m = tiny
-    res = rubbish_transfer(models, 2, RubbishConfig.smoke(), m=m, beta_own={2: 4.0, 3: 5.0}, seed=0,
-                           samples_per_class=1)
-    G, N = 2, 20
-    assert res.predictions.shape == (G, G, N) and res.samples.shape == (G, 10, 784)
-    mc = res.mean_confidence()
+def test_fig6_labels_are_argmax_of_D_and_confidence_is_bounded(fig6, tiny) -> None:
+    models, _ = tiny
+    G, N = 2, 30
+    assert fig6.predictions.shape == (G, G, N) and fig6.samples.shape == (G, 10, 784)
+    assert list(fig6.targets[:10]) == list(range(10)) and list(fig6.sample_targets) == list(range(10))
+    mc = fig6.mean_confidence()
     assert mc.shape == (G, G) and np.all((mc >= 10.0 - 1e-6) & (mc <= 100.0))
-    assert list(res.targets[:10]) == list(range(10))
-    assert len(fig6_rows(res)) == G
-    save_rubbish_results(res, root=root)
-    back = load_rubbish_results(root)
-    assert np.allclose(back.mean_confidence(), mc) and np.allclose(back.mean_confidence(own=True),
-                                                                    res.mean_confidence(own=True))
-    assert back.beta_own == {2: 4.0, 3: 5.0}
+    # the labels of the sample images are the tested model's argmax of D
+    x = torch.from_numpy(fig6.samples[0])
+    for t, n in enumerate(fig6.n_values):
+        assert np.array_equal(fig6.predictions[0, t, :10], models[n].predict(x).numpy())
+    rows = fig6_rows(fig6, {2: 33.3, 3: 44.4})
+    assert len(rows) == G and rows[0]["tested n = 3"].endswith("· clean 44.4")
+
+
+def test_fig6_blocks_are_the_images_of_the_full_run(fig6, tiny) -> None:
+    """A block computed alone (what the recheck of the cache does) gives the images of the full run."""
+    models, m = tiny
+    part = rubbish_transfer(models, 3, RubbishConfig.smoke(), m=m, beta_own={2: 4.0, 3: 5.0}, seed=0,
+                            samples_per_class=1, blocks=[2])
+    assert list(part.targets) == list(range(10))
+    np.testing.assert_allclose(part.z_single, fig6.z_single[:, :, 20:30], atol=1e-5)
+    assert np.array_equal(part.predictions, fig6.predictions[:, :, 20:30])
+    other_seed = rubbish_transfer(models, 3, RubbishConfig.smoke(), m=m, beta_own={2: 4.0, 3: 5.0}, seed=1,
+                                  samples_per_class=1, blocks=[0])
+    assert not np.allclose(other_seed.samples, fig6.samples)
+    with pytest.raises(ValueError, match="blocks"):
+        rubbish_transfer(models, 3, RubbishConfig.smoke(), m=m, beta_own={2: 4.0, 3: 5.0}, blocks=[3])

@@ -3,30 +3,38 @@ the slider (or changing model / image) redraws the picture."""
 
 from __future__ import annotations
 
+from io import BytesIO
+
+import matplotlib.pyplot as plt
 import pytest
 import torch
+from PIL import Image
 
-from dam_utils import attacks as A
+from dam_utils import plots
 from dam_utils import widgets as W
+from dam_utils.deform import DeformConfig, DeformResult, deform
+from dam_utils.rubbish import noise_images
 
 
 @pytest.fixture(scope="module")
-def results(random_dam) -> dict[int, A.DeformResult]:
-    x = A.noise_images(3, 0.5, seed=1)
-    cfg = A.DeformConfig.smoke(eps=0.5, max_steps=60, patience=10)
-    return {n: A.deform(random_dam(n, seed=n), x, 2, cfg, trace=2, snapshot_every=3) for n in (2, 3)}
+def results(random_dam) -> dict[int, DeformResult]:
+    x = noise_images(3, 0.5, seed=1)
+    cfg = DeformConfig.smoke(eps=0.5, max_steps=60, patience=10)
+    return {n: deform(random_dam(n, seed=n), x, 2, cfg, trace=2, snapshot_every=3) for n in (2, 3)}
 
 
 def test_image_png_is_grayscale_ink_black() -> None:
-    from io import BytesIO
-
-    from PIL import Image
-
     v = torch.full((784,), -1.0)
     v[0] = 1.0
+    v[1] = 0.0
     img = Image.open(BytesIO(W.image_png(v, scale=2)))
     assert img.size == (56, 56) and img.mode == "L"
     assert img.getpixel((0, 0)) == 0 and img.getpixel((10, 10)) == 255
+    # the same grey as the figures' renderer draws for that pixel (one colour map for the whole book)
+    fig, ax = plt.subplots()
+    rgba = plots.imshow_digit(ax, v).to_rgba(v.reshape(28, 28).numpy())  # (28, 28, 4) in [0, 1]
+    assert img.getpixel((2, 0)) == round(255 * float(rgba[0, 1, 0]))
+    plt.close(fig)
 
 
 def test_explorer_builds_and_slider_spans_the_snapshots(results) -> None:
@@ -62,7 +70,7 @@ def test_changing_model_and_image_resets_the_slider(results) -> None:
 
 
 def test_explorer_needs_snapshots(random_dam) -> None:
-    x = A.noise_images(2, 0.5, seed=1)
-    res = A.deform(random_dam(2), x, 2, A.DeformConfig.smoke(eps=0.5), trace=1, snapshot_every=0)
+    x = noise_images(2, 0.5, seed=1)
+    res = deform(random_dam(2), x, 2, DeformConfig.smoke(eps=0.5), trace=1, snapshot_every=0)
     with pytest.raises(ValueError, match="snapshots"):
         W.deformation_explorer({2: res})

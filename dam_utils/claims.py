@@ -1,0 +1,232 @@
+"""Every verdict of the book on the paper's claims: the rules, the thresholds and the tolerances, in one place.
+
+Chapter 4 and the scorecard (:mod:`dam_utils.scorecard`) both call these functions, so they cannot disagree
+on a threshold, on where "large n" starts, or on which cells a claim uses. Each function returns a
+:class:`Verdict`: what was compared, our value, the paper's, the tolerance as printed, and one of three states,
+"holds", "does not hold" or "not computed" (the results do not cover the powers the claim needs; never a
+verdict over a NaN). The tolerances below were fixed before the comparison; the scorecard page prints them.
+
+Small and large n (the paper's section 5): ``n <= SMALL_N_MAX`` are the small-n models (n = 2, 3, equivalent
+to networks of rectified linear units), ``n >= LARGE_N_MIN`` the large-n ones (n = 20, 30). A power in
+between (e.g. n = 8) belongs to neither, and a claim about small or large n does not use it.
+
+Cell tolerance (Figs. 5, 6 and the talk's table): ``min(CELL_PP, CELL_REL * paper)`` percentage points, so a
+cell of 3.44 % passes within ±1.72 points (a fixed ±10 points would accept 13 %, four times the paper's value),
+and a cell of 20 % or more within ±10 points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import paper
+
+__all__ = [
+    "BETA_FACTOR",
+    "BETA_SINGLE_ABS",
+    "CELL_PP",
+    "CELL_REL",
+    "FIG6_DROP_PP",
+    "FIG6_HIGH",
+    "FIG7_MIN_BIN",
+    "LARGE_N_MIN",
+    "NOT_COMPUTED",
+    "SMALL_N_MAX",
+    "TEST_ERROR_PP",
+    "TOLERANCE_TEXT",
+    "Verdict",
+    "beta_single",
+    "beta_sm",
+    "cell",
+    "cell_tolerance",
+    "fig5_small_to_large",
+    "fig6_large_no_loss",
+    "fig6_small_recognised",
+    "fig6_small_to_large",
+    "fig7_error_falls",
+    "not_computed",
+    "split_powers",
+    "test_error",
+]
+
+#: The largest power of a "small-n" model and the smallest of a "large-n" model (section 5).
+SMALL_N_MAX = 3
+LARGE_N_MIN = 20
+
+#: Clean test error: ours within this many percentage points of the paper's.
+TEST_ERROR_PP = 0.5
+#: A cell of Figs. 5 / 6 or of the talk's table: within min(CELL_PP, CELL_REL * paper) percentage points.
+CELL_PP = 10.0
+CELL_REL = 0.5
+#: "Recognised with high confidence" (Fig. 6): a mean confidence of at least this, percent.
+FIG6_HIGH = 80.0
+#: "Transfer without loss in confidence" (Fig. 6): no tested model more than this many points below the
+#: generating model's own confidence.
+FIG6_DROP_PP = 10.0
+#: Fitted beta_sm: ours / paper within this factor, either way.
+BETA_FACTOR = 2.0
+#: beta_sm = 3.2 derived from Z = 0.985: within this, absolute.
+BETA_SINGLE_ABS = 0.05
+#: Fig. 7 "the error falls as the confidence grows": only bins with at least this many images count.
+FIG7_MIN_BIN = 20
+
+#: How each tolerance reads on the scorecard page.
+TOLERANCE_TEXT: tuple[str, ...] = (
+    f"clean test error: within ± {TEST_ERROR_PP:g} percentage points",
+    f"a cell of Fig. 5, Fig. 6 or the talk's table: within ± min({CELL_PP:g}, {CELL_REL:g} × the paper's value) "
+    "percentage points (a small cell gets a tolerance relative to its size)",
+    f"\"very confident\" (Fig. 6): a mean confidence of at least {FIG6_HIGH:g} %",
+    f"\"without loss in confidence\" (Fig. 6): no tested model more than {FIG6_DROP_PP:g} points below the "
+    "generating model's own",
+    f"fitted β_sm: within a factor {BETA_FACTOR:g} of the paper's, either way",
+    f"β_sm derived from Z = {paper.BETA_SM_SINGLE_Z:g}: within ± {BETA_SINGLE_ABS:g}",
+    f"small n: n ≤ {SMALL_N_MAX}; large n: n ≥ {LARGE_N_MIN}",
+)
+
+NOT_COMPUTED = "not computed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One comparison with the paper. ``state``: "holds", "does not hold" or "not computed"; ``ours`` is
+    None exactly when not computed. ``paper`` is a number or a phrase ("claim"); ``unit`` applies to both."""
+
+    claim: str
+    ours: float | None
+    paper: float | str | None
+    tolerance: str
+    state: str
+    unit: str = "%"
+
+    @property
+    def holds(self) -> bool | None:
+        return None if self.state == NOT_COMPUTED else self.state == "holds"
+
+    def ours_text(self, digits: int = 1) -> str:
+        """Our value as printed in the chapter, or "not computed"."""
+        return NOT_COMPUTED if self.ours is None else f"{self.ours:.{digits}f}"
+
+
+def _verdict(claim: str, ours: float | None, ref: float | str | None, tol: str, ok: bool, unit: str = "%") -> Verdict:
+    if ours is None or not math.isfinite(ours):
+        return Verdict(claim, None, ref, tol, NOT_COMPUTED, unit)
+    return Verdict(claim, float(ours), ref, tol, "holds" if ok else "does not hold", unit)
+
+
+def not_computed(claim: str, ref: float | str | None, tol: str = "", unit: str = "%") -> Verdict:
+    """The verdict of a claim whose results are missing, stale or do not cover its powers."""
+    return Verdict(claim, None, ref, tol, NOT_COMPUTED, unit)
+
+
+def split_powers(n_values: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(small, large)``: the powers of ``n_values`` that are small-n (``<= SMALL_N_MAX``) and large-n
+    (``>= LARGE_N_MIN``) models, in the given order."""
+    ns = [int(n) for n in n_values]
+    return [n for n in ns if n <= SMALL_N_MAX], [n for n in ns if n >= LARGE_N_MIN]
+
+
+def cell_tolerance(ref: float) -> float:
+    """The tolerance (percentage points) of a table cell whose paper value is ``ref`` percent."""
+    return min(CELL_PP, CELL_REL * abs(float(ref)))
+
+
+def cell(claim: str, ours: float | None, ref: float) -> Verdict:
+    """A cell of Fig. 5, Fig. 6 or the talk's table beside the paper's, within :func:`cell_tolerance`."""
+    tol = cell_tolerance(ref)
+    return _verdict(claim, ours, ref, f"± {tol:.3g} pp", ours is not None and abs(ours - ref) <= tol)
+
+
+def test_error(n: int, ours: float | None) -> Verdict:
+    """The clean test error of the n model (percent) within :data:`TEST_ERROR_PP` of the paper's."""
+    ref = paper.TEST_ERROR.get(int(n))
+    claim = f"clean test error, n = {n}"
+    if ref is None:
+        return not_computed(claim, None, f"± {TEST_ERROR_PP:g} pp")
+    return _verdict(claim, ours, ref, f"± {TEST_ERROR_PP:g} pp", ours is not None and abs(ours - ref) <= TEST_ERROR_PP)
+
+
+def beta_sm(n: int, ours: float | None) -> Verdict:
+    """The fitted beta_sm of the n model within a factor :data:`BETA_FACTOR` of the paper's."""
+    ref = paper.BETA_SM.get(int(n))
+    claim, tol = f"fitted β_sm, n = {n}", f"within × {BETA_FACTOR:g}"
+    if ref is None or ours is None or ours <= 0:
+        return not_computed(claim, ref, tol, "")
+    return _verdict(claim, ours, ref, tol, 1 / BETA_FACTOR <= ours / ref <= BETA_FACTOR, "")
+
+
+def beta_single(ours: float) -> Verdict:
+    """beta_sm derived from the paper's Z = 0.985 (outputs at their targets) beside its 3.2."""
+    return _verdict(f"β_sm from Z = {paper.BETA_SM_SINGLE_Z:g} (outputs at their targets)", ours,
+                    paper.BETA_SM_SINGLE, f"± {BETA_SINGLE_ABS:g}",
+                    abs(ours - paper.BETA_SM_SINGLE) <= BETA_SINGLE_ABS, "")
+
+
+def fig5_small_to_large(table: Mapping[tuple[int, int], float], n_values: Sequence[int]) -> Verdict:
+    """"The model with n = 30 ... can still correctly classify 97 % of these cases" (images made by n = 2, 3).
+
+    ``table[(g, t)]``: Fig. 5 error (percent) of tested model t on generator g's images. Ours: 100 minus the
+    mean error of the largest large-n model on the images of every small-n model; compared on the error
+    scale (paper 3 %) with :func:`cell_tolerance`. Not computed without a small-n and a large-n model."""
+    small, large = split_powers(n_values)
+    claim = "the largest-n model classifies correctly the images made by the small-n models"
+    ref_err = 100.0 - paper.FIG5_CORRECT_N30
+    tol = cell_tolerance(ref_err)
+    if not small or not large:
+        return not_computed(claim, paper.FIG5_CORRECT_N30, f"± {tol:.3g} pp")
+    t = max(large)
+    err = sum(table[(g, t)] for g in small) / len(small)
+    return _verdict(claim, 100.0 - err, paper.FIG5_CORRECT_N30, f"± {tol:.3g} pp", abs(err - ref_err) <= tol)
+
+
+def fig6_small_recognised(conf: Mapping[tuple[int, int], float], n_values: Sequence[int]) -> Verdict:
+    """"Rubbish made by n = 2 is recognised by n = 3 with high confidence": the smallest mean confidence
+    (beta_sm = 3.2) of a small-n model on another small-n model's rubbish, at least :data:`FIG6_HIGH`."""
+    small, _ = split_powers(n_values)
+    pairs = [(g, t) for g in small for t in small if g != t]
+    claim, tol = paper.FIG6_CLAIMS[0] + " (smallest small-n pair)", f"≥ {FIG6_HIGH:g} %"
+    if not pairs:
+        return not_computed(claim, "claim", tol)
+    v = min(conf[p] for p in pairs)
+    return _verdict(claim, v, "claim", tol, v >= FIG6_HIGH)
+
+
+def fig6_small_to_large(conf: Mapping[tuple[int, int], float], n_values: Sequence[int]) -> Verdict:
+    """"Rubbish made by n = 2 and 3 gets ~10 % (chance) confidence from n = 20 and 30": the largest mean
+    confidence of a large-n model on small-n rubbish, within :func:`cell_tolerance` of the chance 10 %."""
+    small, large = split_powers(n_values)
+    ref = paper.FIG6_CHANCE_CONFIDENCE
+    tol = cell_tolerance(ref)
+    claim, tol_s = paper.FIG6_CLAIMS[1] + " (largest of the pairs)", f"≤ {ref + tol:g} %"
+    if not small or not large:
+        return not_computed(claim, f"≈ {ref:g} %", tol_s)
+    v = max(conf[(g, t)] for g in small for t in large)
+    return _verdict(claim, v, f"≈ {ref:g} %", tol_s, v <= ref + tol)
+
+
+def fig6_large_no_loss(conf: Mapping[tuple[int, int], float], n_values: Sequence[int]) -> Verdict:
+    """"Images made by n = 30 transfer to every model without loss in confidence": the largest drop (points)
+    of any tested model below the largest-n generator's own confidence, at most :data:`FIG6_DROP_PP`."""
+    _, large = split_powers(n_values)
+    claim, tol = paper.FIG6_CLAIMS[2] + " (largest drop below its own)", f"≤ {FIG6_DROP_PP:g} pp"
+    if not large or len(n_values) < 2:
+        return not_computed(claim, "claim", tol, "pp")
+    g = max(large)
+    drop = max(conf[(g, g)] - conf[(g, int(t))] for t in n_values)
+    return _verdict(claim, drop, "claim", tol, drop <= FIG6_DROP_PP, "pp")
+
+
+def fig7_error_falls(results: Mapping[int, Mapping[str, Any]]) -> Verdict:
+    """Fig. 7: for every model, the error in the most confident bin with at least :data:`FIG7_MIN_BIN` images
+    is below the error in the least confident such bin. ``ours``: the number of models for which it holds."""
+    claim, tol = "the error falls as the confidence grows, for every model", f"bins of ≥ {FIG7_MIN_BIN} images"
+    if not results:
+        return not_computed(claim, "claim", tol, "")
+    falls = 0
+    for r in results.values():
+        b = r["bins"]
+        filled = [e for e, c in zip(b["error"], b["count"], strict=True) if c >= FIG7_MIN_BIN]
+        falls += len(filled) >= 2 and filled[-1] < filled[0]
+    return _verdict(claim, float(falls), "claim", tol, falls == len(results), "")
