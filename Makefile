@@ -3,7 +3,7 @@
 #   make book       venv + data + vendored JS, then build the site into _build/html (no code is executed)
 #   make test       everything `book` does + system packages, then the whole pytest suite
 #   make notebooks  re-execute every notebook with papermill at its committed parameters, then clean it
-#   make reproduce  recompute the cached results of chapter 4 (Figs. 5-7) from the book models (20-40 min)
+#   make reproduce  recompute the cached results of chapter 4 (Figs. 5-7) from the book models (wall times: manifest)
 #   make bench      run benchmarks/*.py
 #   make lab        install JupyterLab into .venv and open the chapters (live widgets)
 #   make lint       ruff

@@ -30,9 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-N_PIXELS = 784
-N_CLASSES = 10
-
+from .data_sources import N_CLASSES, N_PIXELS  # noqa: F401  (re-exported: the model's sizes)
 
 # ---------------------------------------------------------------------------------------
 # The fused B x K x C part: everything that touches every (example, memory, class) triple.

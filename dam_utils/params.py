@@ -9,8 +9,8 @@ which either returns a frozen :class:`Params` or raises :class:`ParameterError`
 whose message names the parameter, repeats the bad value and states the valid
 values, e.g. ``Parameter 'K' = -5 is invalid: must be an integer with 1 <= K <= 20000.``
 All problems are reported at once (one line each). Validation is pure and fast:
-no data are loaded, nothing is computed; torch is only imported to check a
-``cuda`` device.
+no data are loaded, nothing is computed; torch is asked only whether a ``cuda``
+device exists.
 
 Defaults: every key is optional. ``profile``, ``n_values``, ``K``, ``epochs``,
 ``n_images`` and ``seed`` stay ``None`` when not given (or given as ``None``),
@@ -34,10 +34,9 @@ import numbers
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
 __all__ = [
     "DEVICES",
@@ -193,8 +192,6 @@ def _check_device(value: Any) -> str:
     if m is None or (m.group(2) and m.group(1) != "cuda"):
         raise _fail("device", value, valid)
     if m.group(1) == "cuda":
-        import torch
-
         if not torch.cuda.is_available():
             raise _fail(
                 "device", value, "CUDA is not available on this machine; use device='cpu' or device='auto'"
@@ -233,8 +230,6 @@ class Params:
     @property
     def torch_device(self) -> torch.device:
         """The resolved device: ``auto`` becomes ``cuda`` if available, else ``cpu``."""
-        import torch
-
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)

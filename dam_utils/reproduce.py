@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .artifacts import ArtifactError, entry
+from .artifacts import ArtifactError, book_model_name, entry
 from .book_models import obtain_models
 from .data import load_mnist
 from .params import PROFILES
@@ -67,6 +67,14 @@ def chapter_results(
             raise ArtifactError(
                 f"the cached results have n = {r5.n_values}, none of {n_values}: run the chapter with "
                 "recompute=True (see README.md, 'Re-running with other n').")
+        for n in have:  # a profile never silently shows another profile's results
+            wanted = book_model_name(n, profile=profile)  # raises, naming the command, if none is committed
+            used = r5.config["models"][str(n)]["name"]
+            if used != wanted:
+                raise ArtifactError(
+                    f"the cached results for n={n} were computed with {used}, not with the committed {profile!r} "
+                    f"model {wanted}: run `python -m dam_utils.reproduce --profile {profile}` first, or the "
+                    "chapter with recompute=True.")
         entries = {n: entry(r5.config["models"][str(n)]["name"]) for n in have}
         return ChapterResults(r5.select(have), r6.select(have), {n: r7[n] for n in have},
                               "loaded from artifacts/results/", entries,
@@ -95,7 +103,7 @@ def reproduce(
     returns the wall time per figure (seconds)."""
     data = load_mnist()
     got = obtain_models(list(n_values), profile, data, device=device)
-    records = model_records(n_values, root)
+    records = model_records(n_values, root, profile)
     t0 = time.perf_counter()
     res = compute_results(got.models, got.loss_power, data, figs=figs, n_images=n_images, n_per_class=n_per_class,
                           profile=profile, seed=seed, device=device, progress=progress)

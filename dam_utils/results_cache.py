@@ -69,11 +69,12 @@ class StaleResultError(ArtifactError):
     """A cached result was computed with other models than the current book models."""
 
 
-def model_records(n_values: Sequence[int], root: Path | None = None) -> dict[str, dict[str, str]]:
-    """``{str(n): {"name", "sha256"}}`` of the current book models (what a cache is checked against)."""
+def model_records(n_values: Sequence[int], root: Path | None = None,
+                  profile: str = "cpu") -> dict[str, dict[str, str]]:
+    """``{str(n): {"name", "sha256"}}`` of the committed ``profile`` models (what a cache is checked against)."""
     out = {}
     for n in n_values:
-        name = book_model_name(int(n), root)
+        name = book_model_name(int(n), root, profile)
         out[str(int(n))] = {"name": name, "sha256": entry(name, root)["sha256"]}
     return out
 

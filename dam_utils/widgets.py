@@ -18,6 +18,7 @@ import ipywidgets as widgets
 import matplotlib
 import numpy as np
 import torch
+from IPython.display import display
 from matplotlib.colors import Normalize
 from PIL import Image as PILImage
 
@@ -124,8 +125,6 @@ class DeformationExplorer:
         return "–" if math.isnan(x) else f"{x:.3g}"
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
-
         display(self.widget)
 
 

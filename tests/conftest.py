@@ -7,9 +7,16 @@ the notebook items are marked ``notebooks`` here so they can be selected (``-m n
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
+
+from dam_utils.data import Dataset, load_mnist
+from dam_utils.model import DAM, N_CLASSES, N_PIXELS
+from dam_utils.train import train
+from dam_utils.train_config import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SITE_DIR = REPO_ROOT / "_build" / "html"
@@ -41,19 +48,37 @@ def site_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def mnist():
+def mnist() -> Dataset:
     """The verified MNIST data set, loaded once per test session."""
-    from dam_utils.data import load_mnist
-
     return load_mnist()
 
 
 @pytest.fixture(scope="session")
-def random_dam():
-    """Factory of small untrained DAMs with weights uniform in [-1, 1] (T = 40), for attack/plot tests."""
-    import torch
+def small_model(mnist: Dataset) -> DAM:
+    """A DAM_3 with K = 100 trained for 100 minibatches (~2 s, ~10 % test error): a real decision boundary.
 
-    from dam_utils.model import DAM, N_CLASSES, N_PIXELS
+    Shared by the attack tests (objectives, rubbish, deform) for the whole session; no test may modify it
+    (``DAM.to`` returns a copy)."""
+    cfg = TrainConfig.smoke(3, K=100, epochs=10, batches_per_epoch=10, ramp_epochs=0, T_i=30.0, T_f=30.0,
+                            init_mean=0.0, init_std=0.1, p=0.9)  # p fixed: the tests read this model
+    model = train(cfg, mnist, progress=False, eval_every=0).model
+    assert model.error_rate(mnist.x_test[:1000], mnist.y_test[:1000]) < 25.0
+    return model
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op torch thread for a module of many tiny tensor ops: faster than a pool, and no
+    oversubscription while other jobs share the CPU. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def random_dam() -> Callable[..., DAM]:
+    """Factory of small untrained DAMs with weights uniform in [-1, 1] (T = 40), for attack/plot tests."""
 
     def make(n: int, K: int = 40, seed: int = 0) -> DAM:
         gen = torch.Generator().manual_seed(seed)

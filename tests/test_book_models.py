@@ -12,6 +12,7 @@ from dam_utils import artifacts
 from dam_utils.artifacts import ArtifactError
 from dam_utils.book_models import main, obtain_models
 from dam_utils.paths import artifacts_dir
+from dam_utils.reproduce import chapter_results
 
 
 def test_smoke_profile_trains_here(mnist) -> None:
@@ -59,3 +60,11 @@ def test_cli_trains_resumably_and_stores_beside_the_book_models(tmp_path, monkey
     assert name.startswith("dam_n3_K20_e1_") and (tmp_path / "runs" / f"{name}.ckpt").exists()
     assert manifest["book_models"] == {}  # smoke models are never the committed models
     assert 0 <= manifest["artifacts"][name]["health"]["dead_train_%"] <= 100
+
+
+def test_chapter4_paper_profile_never_shows_the_cpu_cache(mnist) -> None:
+    """Issue 10: profile "paper" with recompute False loads paper-scale results or fails, saying what to run."""
+    if "paper_models" in artifacts.read_manifest():
+        pytest.skip("paper-scale models are committed")
+    with pytest.raises(ArtifactError, match="no committed 'paper' model"):
+        chapter_results([2, 30], "paper", False, mnist)

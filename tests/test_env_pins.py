@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from importlib.metadata import PackageNotFoundError, version
 
 import pytest
 
@@ -106,7 +107,6 @@ def test_makefile_reads_the_pins_from_pyproject() -> None:
 
 def test_installed_versions_match_the_pins(pyproject_pins: dict[str, str]) -> None:
     """The environment running the tests is the pinned one (extras not installed are skipped)."""
-    from importlib.metadata import PackageNotFoundError, version
 
     wrong = {}
     for name, pinned in pyproject_pins.items():

@@ -7,9 +7,12 @@ import warnings
 
 import pytest
 import torch
+from torch._dynamo.exc import BackendCompilerFailed
+from torch._inductor.exc import InvalidCxxCompiler
 
 from dam_utils import model as M
 from dam_utils.model import DAM, energy_difference, reference_energy_difference
+from dam_utils.train import _targets, loss_fn
 
 
 def _weights(K: int, dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +58,6 @@ def test_hand_gradients_equal_autograd(n: int, T: float) -> None:
 
 def test_training_loss_gradient_matches_autograd() -> None:
     """Gradient of eq. (3) w.r.t. the concatenated memories, as the trainer computes it."""
-    from dam_utils.train import _targets, loss_fn
 
     xi, xc = _weights(30, torch.float64)
     v = _images(8, torch.float64)
@@ -116,8 +118,6 @@ def test_compiled_kernels_match_eager(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_compiler_missing_falls_back_once_real_errors_propagate(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the 'no C++ compiler' failure falls back to the eager kernels (with one warning);
     any other exception from the compiled path is a real error and reaches the caller."""
-    from torch._dynamo.exc import BackendCompilerFailed
-    from torch._inductor.exc import InvalidCxxCompiler
 
     monkeypatch.setenv("DAM_COMPILE", "1")
     monkeypatch.setattr(M, "_NO_COMPILER", [])

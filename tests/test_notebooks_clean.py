@@ -11,7 +11,9 @@ import json
 import re
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbval.plugin import get_sanitize_patterns
 
 from conftest import REPO_ROOT, committed_notebooks
 
@@ -57,7 +59,6 @@ def notebook(request) -> tuple[str, dict]:
 
 
 def test_valid_nbformat(notebook) -> None:
-    import nbformat
 
     name, nb = notebook
     nbformat.validate(nbformat.from_dict(nb))
@@ -147,7 +148,6 @@ def test_cleaner_strips_papermill_noise() -> None:
 
 
 def _sanitize(text: str) -> str:
-    from nbval.plugin import get_sanitize_patterns
 
     patterns = get_sanitize_patterns((REPO_ROOT / "tests" / "sanitize.cfg").read_text(encoding="utf-8"))
     assert len(patterns) >= 8, "tests/sanitize.cfg lost some of its regex/replace pairs"
