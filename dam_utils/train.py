@@ -128,10 +128,12 @@ def train_step(
             idle = (g_xi.abs().amax(1) == 0) & (g_xc.abs().amax(1) == 0)  # (K,)
             state.v_xi[idle] = 0.0
             state.v_xc[idle] = 0.0
-        scale = torch.maximum(state.v_xi.abs().amax(1), state.v_xc.abs().amax(1))  # per-memory max |V|, (K,)
-        scale = scale.clamp_min(1e-30).unsqueeze(1)  # (K, 1)
-        state.xi.add_(state.v_xi / scale, alpha=eps).clamp_(-1.0, 1.0)
-        state.xc.add_(state.v_xc / scale, alpha=eps).clamp_(-1.0, 1.0)
+        inf = float("inf")
+        scale = torch.maximum(torch.linalg.vector_norm(state.v_xi, inf, dim=1),
+                              torch.linalg.vector_norm(state.v_xc, inf, dim=1))  # per-memory max |V|, (K,)
+        scale = scale.clamp_min_(1e-30).unsqueeze(1)  # (K, 1)
+        state.xi.addcdiv_(state.v_xi, scale, value=eps).clamp_(-1.0, 1.0)  # one pass, no temporary
+        state.xc.addcdiv_(state.v_xc, scale, value=eps).clamp_(-1.0, 1.0)
     return out.detach(), loss.item()
 
 
