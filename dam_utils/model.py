@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -117,17 +119,25 @@ def _compiler_missing(err: BaseException) -> bool:
     )
 
 
-def _dispatch(name: str, n: int, eager, *args: torch.Tensor):
-    if compile_enabled() and not _NO_COMPILER and _big(args[0]):
+def run_fast(compiled: Callable[[], Any], eager: Callable[[], Any]) -> Any:
+    """``compiled()`` (a torch.compile path) unless ``DAM_COMPILE=0`` or no compiler was found, else
+    ``eager()`` (the same maths). Only a missing compiler falls back, with one warning per process."""
+    if compile_enabled() and not _NO_COMPILER:
         try:
-            return _run_compiled(name, n, *args)
+            return compiled()
         except Exception as err:
             if not _compiler_missing(err):
                 raise
             _NO_COMPILER.append(str(err).splitlines()[0])
             warnings.warn(f"torch.compile unavailable ({_NO_COMPILER[0]}); using the eager DAM kernels "
                           "(same maths, slower). Set DAM_COMPILE=0 to silence this.", stacklevel=3)
-    return eager(*args, n)
+    return eager()
+
+
+def _dispatch(name: str, n: int, eager, *args: torch.Tensor):
+    if not _big(args[0]):
+        return eager(*args, n)
+    return run_fast(lambda: _run_compiled(name, n, *args), lambda: eager(*args, n))
 
 
 def _fwd(a: torch.Tensor, c2: torch.Tensor, n: int) -> torch.Tensor:

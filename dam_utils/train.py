@@ -25,7 +25,7 @@ import torch
 
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .health import dead_memories
-from .model import DAM, N_CLASSES, N_PIXELS, energy_difference
+from .model import DAM, N_CLASSES, N_PIXELS, energy_difference, run_fast
 from .provenance import environment_info
 from .train_config import TrainConfig, TrainResult
 
@@ -104,7 +104,7 @@ def train_step(
     T: float,
     eps: float,
 ) -> tuple[torch.Tensor, float]:
-    """One minibatch update, in place: V <- p V - dC/dxi; xi <- clip(xi + eps V / max|V|).
+    """One minibatch update of ``state``: V <- p V - dC/dxi; xi <- clip(xi + eps V / max|V|).
 
     The visible parts ``xi`` (K, 784) and class parts ``xc`` (K, 10) are kept as separate
     contiguous tensors (a strided view of one (K, 794) array slows both GEMMs); the max in the
@@ -112,8 +112,8 @@ def train_step(
     ``v``: (B, 784) images, ``y``: (B,) labels. Returns the outputs Y (before the update) and
     the loss C of eq. (3) on this minibatch.
 
-    With ``cfg.freeze_idle`` (NOT part of the published algorithm, off in every preset unless
-    stated) a memory whose gradient on this minibatch is exactly zero keeps its weights and
+    With ``cfg.freeze_idle`` (NOT part of the published algorithm; on in the book's presets, for the
+    reasons of chapter 1) a memory whose gradient on this minibatch is exactly zero keeps its weights and
     drops its velocity, instead of coasting at full speed ``eps`` in its last direction.
     """
     xi = state.xi.detach().requires_grad_(True)
@@ -121,20 +121,47 @@ def train_step(
     out = torch.tanh(energy_difference(v, xi, xc, cfg.n, T))  # (B, C)
     loss = loss_fn(out, _targets(y), cfg.m)
     g_xi, g_xc = torch.autograd.grad(loss, (xi, xc))  # (K, 784), (K, C)
+    eps_t = torch.tensor(eps, dtype=state.xi.dtype, device=state.xi.device)  # a tensor: no recompile per epoch
+    args = (state.xi, state.xc, state.v_xi, state.v_xc, g_xi, g_xc, cfg.p, eps_t, cfg.freeze_idle)
     with torch.no_grad():
-        state.v_xi.mul_(cfg.p).sub_(g_xi)
-        state.v_xc.mul_(cfg.p).sub_(g_xc)
-        if cfg.freeze_idle:
-            idle = (g_xi.abs().amax(1) == 0) & (g_xc.abs().amax(1) == 0)  # (K,)
-            state.v_xi[idle] = 0.0
-            state.v_xc[idle] = 0.0
-        inf = float("inf")
-        scale = torch.maximum(torch.linalg.vector_norm(state.v_xi, inf, dim=1),
-                              torch.linalg.vector_norm(state.v_xc, inf, dim=1))  # per-memory max |V|, (K,)
-        scale = scale.clamp_min_(1e-30).unsqueeze(1)  # (K, 1)
-        state.xi.addcdiv_(state.v_xi, scale, value=eps).clamp_(-1.0, 1.0)  # one pass, no temporary
-        state.xc.addcdiv_(state.v_xc, scale, value=eps).clamp_(-1.0, 1.0)
+        if state.xi.numel() >= _COMPILE_MIN:
+            new = run_fast(lambda: _compiled_update()(*args), lambda: momentum_update(*args))
+        else:
+            new = momentum_update(*args)
+    state.xi, state.xc, state.v_xi, state.v_xc = new
     return out.detach(), loss.item()
+
+
+def momentum_update(
+    xi: torch.Tensor, xc: torch.Tensor, v_xi: torch.Tensor, v_xc: torch.Tensor,
+    g_xi: torch.Tensor, g_xc: torch.Tensor, p: float, eps: torch.Tensor, freeze_idle: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The update of App. A: ``V <- p V - dC/dxi``, ``xi <- clip(xi + eps V / max|V|, -1, 1)``.
+
+    ``xi`` (K, 784), ``xc`` (K, 10), their velocities and gradients; ``eps`` a 0-d tensor. The max runs
+    over all 794 weights of a memory. With ``freeze_idle`` a memory whose gradient is exactly zero
+    drops its velocity and does not move. Returns the new ``(xi, xc, v_xi, v_xc)``. A pure function of
+    whole tensors, so that torch.compile fuses it into a pass or two over the weights.
+    """
+    v_xi = p * v_xi - g_xi
+    v_xc = p * v_xc - g_xc
+    if freeze_idle:
+        busy = ((g_xi != 0).any(1) | (g_xc != 0).any(1)).unsqueeze(1)  # (K, 1)
+        v_xi = torch.where(busy, v_xi, 0.0)
+        v_xc = torch.where(busy, v_xc, 0.0)
+    scale = torch.maximum(v_xi.abs().amax(1), v_xc.abs().amax(1)).clamp_min(1e-30).unsqueeze(1)  # (K, 1)
+    step = eps / scale  # (K, 1)
+    return (xi + v_xi * step).clamp(-1.0, 1.0), (xc + v_xc * step).clamp(-1.0, 1.0), v_xi, v_xc
+
+
+_COMPILE_MIN = 1_000_000  # visible weights (K x 784) from which compiling the update pays off
+_UPDATE: list[Any] = []
+
+
+def _compiled_update() -> Any:
+    if not _UPDATE:
+        _UPDATE.append(torch.compile(momentum_update, dynamic=False))
+    return _UPDATE[0]
 
 
 def train(

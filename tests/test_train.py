@@ -7,8 +7,18 @@ import dataclasses
 import pytest
 import torch
 
+from dam_utils import model as M
 from dam_utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from dam_utils.train import TrainConfig, TrainState, epoch_batches, init_weights, train, train_step
+from dam_utils.train import (
+    TrainConfig,
+    TrainState,
+    _compiled_update,
+    epoch_batches,
+    init_weights,
+    momentum_update,
+    train,
+    train_step,
+)
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +171,25 @@ def test_no_half_written_checkpoint(tmp_path, monkeypatch) -> None:
         save_checkpoint(path, {"epoch": 2})
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["x.ckpt"]
+
+
+def test_compiled_update_equals_the_eager_update() -> None:
+    """The fused (torch.compile) update of a K = 2000 model moves the weights as the eager one does."""
+    if not M.compile_enabled():
+        pytest.skip("DAM_COMPILE=0")
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(2000, 794, generator=g) * 2 - 1
+    vel = torch.randn(2000, 794, generator=g)
+    grad = torch.randn(2000, 794, generator=g)
+    grad[::7] = 0.0  # idle memories
+    results = []
+    for update in (momentum_update, _compiled_update()):
+        s = TrainState.from_weights(w.clone(), vel.clone())
+        gs = TrainState.from_weights(grad.clone())
+        xi, xc, v_xi, v_xc = update(s.xi, s.xc, s.v_xi, s.v_xc, gs.xi, gs.xc, 0.6, torch.tensor(0.03), True)
+        results.append((torch.cat([xi, xc], 1), torch.cat([v_xi, v_xc], 1)))
+    if M._NO_COMPILER:
+        pytest.skip("no working compiler")
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-6, atol=1e-6)
+    assert (results[0][1][::7] == 0).all()  # frozen: no velocity left
