@@ -71,6 +71,25 @@ def top_contributors(model: DAM, v: torch.Tensor, alpha: torch.Tensor) -> torch.
     return terms.argmax(1).cpu()
 
 
+def captured_by_dead(model: DAM, v: torch.Tensor, alpha: torch.Tensor, x_train: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: the largest contributor to class ``alpha`` of image ``v`` (:func:`top_contributors`) is a
+    memory that is dead on ``x_train`` (chapters 1 and 2 count rubbish descents taken over this way)."""
+    return dead_memories(model, x_train)[top_contributors(model, v, alpha)]
+
+
+def without_dead(model: DAM, x: torch.Tensor) -> DAM:
+    """The same model with its memories that are dead on ``x`` (N, 784) removed."""
+    alive = ~dead_memories(model, x)
+    return DAM(model.xi[alive], model.xc[alive], model.n, model.T)
+
+
+def one_vote_share(report: dict[str, Any]) -> float:
+    """Percent of the live memories of a :func:`health_report` with exactly one positive class weight
+    (memories that can vote for a single class only); NaN when no memory is alive."""
+    live = report["positive_class_weights_live"]
+    return 100.0 * live[1] / sum(live) if sum(live) else float("nan")
+
+
 def health_report(model: DAM, x_train: torch.Tensor, x_test: torch.Tensor) -> dict[str, Any]:
     """The numbers chapter 1 and the manifest record for a model.
 

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from dam_utils.health import dead_memories, health_report, positive_class_weights, silent_memories
+from dam_utils.health import (
+    captured_by_dead,
+    dead_memories,
+    health_report,
+    one_vote_share,
+    positive_class_weights,
+    silent_memories,
+    top_contributors,
+    without_dead,
+)
 from dam_utils.model import DAM
 
 
@@ -59,3 +70,27 @@ def test_health_report_counts(mnist) -> None:
     assert sum(rep["positive_class_weights_dead"]) == int(dead.sum())
     assert sum(rep["positive_class_weights_live"]) == int((~dead).sum())
     assert positive_class_weights(model).tolist() == [0, 0, 0, 10, 2, 0]
+
+
+def test_without_dead_keeps_exactly_the_live_memories(mnist) -> None:
+    """Dead is not silent: memory 4 still lifts its classes, so a pruned model need not predict the same
+    (chapter 1 measures whether it does); what is promised is which memories remain."""
+    model, dead, _ = _model_with_known_dead(mnist)
+    pruned = without_dead(model, mnist.x_train[:500])
+    assert pruned.K == int((~dead).sum())
+    assert torch.equal(pruned.xi, model.xi[~dead]) and torch.equal(pruned.xc, model.xc[~dead])
+
+
+def test_captured_by_dead_names_the_dead_top_contributor(mnist) -> None:
+    model, dead, _ = _model_with_known_dead(mnist)
+    x = mnist.x_train[:500]
+    alpha = torch.zeros(3, dtype=torch.long)
+    v = torch.stack([x[0], x[1], x[4]])  # memory 4 (dead) has the only large positive weight for class 0
+    top = top_contributors(model, v, alpha)
+    assert torch.equal(captured_by_dead(model, v, alpha, x), dead[top])
+    assert top[2].item() == 4 and captured_by_dead(model, v, alpha, x)[2]  # memory 4 itself on its own digit
+
+
+def test_one_vote_share() -> None:
+    assert one_vote_share({"positive_class_weights_live": [1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0]}) == 75.0
+    assert math.isnan(one_vote_share({"positive_class_weights_live": [0] * 11}))

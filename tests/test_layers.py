@@ -36,7 +36,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     # 6 experiments across models, their results cache, and the verdicts
     ("transfer", "results_cache", "claims"),
     # 7 presentation: figures, widgets, the scorecard page
-    ("plots", "figures_attacks", "figures_transfer", "widgets", "scorecard"),
+    ("plots", "figures_attacks", "figures_transfer", "widgets", "scorecard", "chapter_glue"),
     # 8 command lines that run a whole chapter's computation
     ("reproduce",),
 )
