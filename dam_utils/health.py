@@ -98,9 +98,9 @@ def health_report(model: DAM, x_train: torch.Tensor, x_test: torch.Tensor) -> di
     * ``positive_class_weights_live`` / ``_dead``: histogram (index = number of positive class
       weights, 0..10) over the live and the dead memories (dead on the training set).
     """
-    dead_train = dead_memories(model, x_train)
+    a_max, lifted = memory_arguments_max(model, x_train)  # one pass over the training set for both tests
+    dead_train, silent = a_max <= 0, lifted <= 0
     dead_test = dead_memories(model, x_test)
-    silent = silent_memories(model, x_train)
     pos = positive_class_weights(model)
     hist = lambda mask: torch.bincount(pos[mask], minlength=11).tolist()  # noqa: E731
     return {
