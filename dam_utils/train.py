@@ -112,7 +112,7 @@ def train_step(
     ``v``: (B, 784) images, ``y``: (B,) labels. Returns the outputs Y (before the update) and
     the loss C of eq. (3) on this minibatch.
 
-    With ``cfg.freeze_idle`` (NOT part of the published algorithm; on in the book's presets, for the
+    With ``cfg.freeze_idle`` (NOT part of the published algorithm; off in the book's presets, for the
     reasons of chapter 1) a memory whose gradient on this minibatch is exactly zero keeps its weights and
     drops its velocity, instead of coasting at full speed ``eps`` in its last direction.
     """

@@ -61,8 +61,9 @@ class TrainConfig:
     @classmethod
     def paper(cls, n: int, **kw: Any) -> TrainConfig:
         """The published scale: K = 2000, 3000 epochs, 200-epoch temperature ramp (needs a GPU);
-        momentum p = 0.6 with ``freeze_idle`` (the one step outside the published algorithm, chapter 1)."""
-        return dataclasses.replace(cls(n=n, freeze_idle=True, **_per_n(n)), **kw)
+        momentum p = 0.6, the published update with no step outside it (``freeze_idle`` stays off:
+        chapter 1 shows why)."""
+        return dataclasses.replace(cls(n=n, **_per_n(n)), **kw)
 
     @classmethod
     def cpu(cls, n: int, **kw: Any) -> TrainConfig:

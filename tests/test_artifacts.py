@@ -11,8 +11,9 @@ import torch
 
 from dam_utils import artifacts
 from dam_utils.artifacts import ArtifactError
-from dam_utils.health import health_report
+from dam_utils.health import captured_by_dead, health_report
 from dam_utils.paths import REPO_ROOT, artifacts_dir
+from dam_utils.rubbish import RubbishConfig, generate_rubbish
 from dam_utils.train import TrainConfig, train
 
 BOOK_N = (2, 3, 20, 30)
@@ -56,18 +57,24 @@ def test_book_model_provenance_and_recorded_errors(n: int, mnist) -> None:
 
 
 @pytest.mark.parametrize("n", BOOK_N)
-def test_book_models_meet_the_dead_memory_target(n: int, manifest) -> None:
-    """Issue 9: fewer than 5 % of a book model's memories are dead on the training set."""
-    _, entry = artifacts.load_book_model(n)
-    assert entry["health"]["dead_train_%"] < 5.0
+def test_book_models_meet_the_dead_memory_target(n: int, mnist) -> None:
+    """Issue 9: fewer than 5 % of a book model's memories are dead on the training set, or, the fallback
+    the issue allows for the published algorithm, the remaining dead memories drive no figure: none is the
+    largest contributor to the target class of any Fig. 3 descent of chapter 2 (cpu preset, 4 noise seeds)."""
+    model, entry = artifacts.load_book_model(n)
+    if entry["health"]["dead_train_%"] >= 5.0:
+        r = generate_rubbish(model, int(entry["config"]["m"]), 4, RubbishConfig.preset("cpu"), seed=0)
+        captured = captured_by_dead(model, r.images, r.target, mnist.x_train)
+        assert not captured.any(), f"{int(captured.sum())} of {len(captured)} descents captured by a dead memory"
 
 
-def test_the_p09_models_are_ablations_never_book_models(manifest) -> None:
-    ablation = manifest["ablation_models"]["p=0.9"]
+@pytest.mark.parametrize(("table", "key", "value"), [("p=0.9", "p", 0.9), ("p=0.6, freeze_idle", "freeze_idle", True)])
+def test_ablation_models_are_never_book_models(manifest, table: str, key: str, value: object) -> None:
+    ablation = manifest["ablation_models"][table]
     assert sorted(int(n) for n in ablation) == sorted(BOOK_N)
     assert not set(ablation.values()) & set(manifest["book_models"].values())
     for name in ablation.values():
-        assert manifest["artifacts"][name]["config"]["p"] == 0.9
+        assert manifest["artifacts"][name]["config"][key] == value
 
 
 def test_recorded_commits_exist_in_history(manifest) -> None:
