@@ -66,6 +66,11 @@ FIG6_HIGH = 80.0
 #: "Transfer without loss in confidence" (Fig. 6): no tested model more than this many points below the
 #: generating model's own confidence.
 FIG6_DROP_PP = 10.0
+#: Fig. 3 as a number (chapter 2; the paper shows pictures only, so these are the book's own reading):
+#: at large n at least this share of the descents are digits of their target class by two tests that owe
+#: nothing to the DAM, and at small n at most this share.
+FIG3_DIGITS_LARGE_MIN = 80.0
+FIG3_DIGITS_SMALL_MAX = 10.0
 #: Fitted beta_sm: ours / paper within this factor, either way.
 BETA_FACTOR = 2.0
 #: beta_sm = 3.2 derived from Z = 0.985: within this, absolute.
