@@ -299,6 +299,12 @@ def float_field(default: float, lo: float | None = None, hi: float | None = None
                  metadata={"check": lambda name, v: check_float(name, v, lo, hi, lo_inclusive=lo_inclusive)})
 
 
+def choice_field(default: Any, choices: Iterable[Any]) -> Any:
+    """A dataclass field holding one of ``choices`` (:func:`check_choice`)."""
+    options = tuple(choices)
+    return field(default=default, metadata={"check": lambda name, v: check_choice(name, v, options)})
+
+
 def bool_field(default: bool) -> Any:
     """A dataclass field holding exactly a bool (:func:`check_bool`)."""
     return field(default=default, metadata={"check": check_bool})

@@ -29,8 +29,8 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("health", "train_config"),
     # 3 training and the manifest of trained models
     ("train", "artifacts"),
-    # 4 book models (load or train), attack numerics, confidence
-    ("book_models", "objectives", "descent", "confidence"),
+    # 4 book models (load or train), attack numerics, confidence, the rectified-polynomial networks
+    ("book_models", "objectives", "descent", "confidence", "polynet"),
     # 5 attacks and metrics, and studies over trained models
     ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study"),
     # 6 experiments across models, their results cache, and the verdicts
