@@ -131,6 +131,14 @@ class PolyNet(nn.Module):
         """Classification error in percent."""
         return 100.0 * (self.predict(v) != labels.cpu()).float().mean().item()
 
+    @torch.no_grad()
+    def dead_units(self, v: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """(hidden,) bool: units whose pre-activation is <= 0 on every image of ``v`` (N, 784). Like a dead
+        memory of the DAM (:mod:`dam_utils.health`), such a unit is 0 on all data and gets no gradient."""
+        dev = self.T.device
+        z_max = torch.stack([self.hidden(v[i : i + batch_size].to(dev)).amax(0) for i in range(0, len(v), batch_size)])
+        return (z_max.amax(0) <= 0).cpu()
+
 
 def loss_fn(outputs: torch.Tensor, y: torch.Tensor, cfg: PolyNetConfig) -> torch.Tensor:
     """Mean over the batch of the objective: cross-entropy, or the DAM's ``sum_alpha (tanh(o) - t)^(2m)``

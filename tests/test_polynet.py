@@ -92,3 +92,13 @@ def test_dam_init_keeps_the_weights_in_the_box(mnist) -> None:
     net = train_polynet(cfg, mnist, progress=False).net
     assert net.hidden.weight.abs().max() <= 1.0 and net.hidden.bias.abs().max() <= 10.0
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_dead_units_on_a_constructed_network() -> None:
+    """Units 1 and 3 have negative weights and bias, so z < 0 on every image in [0, 1]: dead; the others live."""
+    net = PolyNet(2, 4)
+    with torch.no_grad():
+        net.hidden.weight.copy_(torch.tensor([1.0, -1.0, 0.5, -0.5]).unsqueeze(1).expand(4, 784))
+        net.hidden.bias.copy_(torch.tensor([0.1, -0.1, 0.1, -0.1]))
+    v = torch.rand(50, 784)
+    assert net.dead_units(v, batch_size=16).tolist() == [False, True, False, True]
