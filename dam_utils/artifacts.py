@@ -20,7 +20,7 @@ import fcntl
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,15 +117,9 @@ def save_model(result: TrainResult, data: Any, root: Path | None = None,
     With ``table`` set (``"book_models"`` or ``"paper_models"``, see :data:`MODEL_TABLES`) the model
     becomes the committed model of that table for its n.
     """
-    root = root or artifacts_dir()
     cfg, model = result.config, result.model
-    name = model_name(cfg)
-    buf = io.BytesIO()
-    np.savez(buf, xi=model.xi.cpu().numpy(), xc=model.xc.cpu().numpy(), n=np.int64(model.n), T=np.float64(model.T))
-    wpath = root / "models" / f"{name}.npz"
-    atomic_write_bytes(wpath, buf.getvalue())
-    hpath = root / "models" / f"{name}.history.json"
-    atomic_write_text(hpath, json.dumps(result.history, indent=0) + "\n")
+    arrays = {"xi": model.xi.cpu().numpy(), "xc": model.xc.cpu().numpy(), "n": np.int64(model.n),
+              "T": np.float64(model.T)}
     info = {
         "kind": "dam-weights",
         "config": cfg.to_dict(),
@@ -136,13 +130,28 @@ def save_model(result: TrainResult, data: Any, root: Path | None = None,
         "test_error": model.error_rate(data.x_test, data.y_test),
         "health": health_report(model, data.x_train, data.x_test),
         "data": {"name": data.name, **dataset_fingerprint(data)},
-        "history": name + ".history",
     }
+    return store_weights(model_name(cfg), arrays, result.history, info, root, table, str(cfg.n))
+
+
+def store_weights(name: str, arrays: Mapping[str, np.ndarray], history: list[dict[str, float]],
+                  info: dict[str, Any], root: Path | None = None, table: str | None = None,
+                  key: str | None = None) -> dict[str, Any]:
+    """Write ``models/<name>.npz`` and ``models/<name>.history.json`` atomically, register both with
+    ``info`` as the weights' manifest entry, and with ``table`` set make ``name`` the entry ``key`` of
+    ``manifest[table]``. The one way every trained network of the book is stored."""
+    root = root or artifacts_dir()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    wpath = root / "models" / f"{name}.npz"
+    atomic_write_bytes(wpath, buf.getvalue())
+    hpath = root / "models" / f"{name}.history.json"
+    atomic_write_text(hpath, json.dumps(history, indent=0) + "\n")
     register(name + ".history", hpath, {"kind": "training-history", "model": name}, root)
-    out = register(name, wpath, info, root)
+    out = register(name, wpath, {**info, "history": name + ".history"}, root)
     if table is not None:
         with _locked_manifest(root) as manifest:
-            manifest.setdefault(table, {})[str(cfg.n)] = name
+            manifest.setdefault(table, {})[key or name] = name
     return out
 
 

@@ -66,6 +66,8 @@ FIG6_HIGH = 80.0
 #: "Transfer without loss in confidence" (Fig. 6): no tested model more than this many points below the
 #: generating model's own confidence.
 FIG6_DROP_PP = 10.0
+#: Dead memories (chapter 1): a book model should have fewer than this share, percent (issue 9's target).
+DEAD_MAX_PCT = 5.0
 #: Fig. 3 as a number (chapter 2; the paper shows pictures only, so these are the book's own reading):
 #: at large n at least this share of the descents are digits of their target class by two tests that owe
 #: nothing to the DAM, and at small n at most this share.

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from .health import one_vote_share
 from .model import DAM, N_CLASSES
 from .paper import TEST_ERROR
 from .train import init_weights
@@ -204,6 +205,28 @@ CONFIG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("batches_per_epoch", "minibatches per epoch"),
     ("seed", "seed"),
 )
+
+
+def health_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One table row per labelled :func:`~dam_utils.health.health_report` (chapter 1), in the given order."""
+    return [{"model": label, "dead on training set (%)": h["dead_train_%"], "dead on test set (%)": h["dead_test_%"],
+             "silent (%)": h["silent_train_%"], "live memories with one positive class weight (%)": one_vote_share(h)}
+            for label, h in reports.items()]
+
+
+def specialisation_rows(specialisation: Mapping[int, Mapping[str, float]], summary: Mapping[int, Mapping[str, float]],
+                        baseline: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Chapter 1's feature-to-prototype table: per power, :func:`class_specialisation` and the
+    :func:`summarise`-d memories per decision; a last row for the untrained weights (``baseline``)."""
+    margin = f"top − second ≥ {baseline['margin']:g} (%)"
+
+    def row(n: Any, spec: Mapping[str, float], s: Mapping[str, float] | None) -> dict[str, Any]:
+        return {"n": n, "one positive class weight (%)": 100 * spec["fraction_single"],
+                margin: 100 * spec["fraction_margin"], "positive class weights per memory": spec["mean_positive"],
+                "memories per decision (median)": s["median"] if s else None,
+                "quartiles": f"{s['q25']:.3g}–{s['q75']:.3g}" if s else None}
+
+    return [row(n, spec, summary[n]) for n, spec in specialisation.items()] + [row("untrained", baseline, None)]
 
 
 def config_rows(configs: Iterable[Any]) -> list[dict[str, Any]]:

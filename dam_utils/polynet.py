@@ -26,8 +26,6 @@ under ``artifacts/`` with provenance, in ``manifest["polynets"]``).
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifacts import _locked_manifest, read_manifest, register, verified_path
-from .atomic import atomic_write_bytes, atomic_write_text
+from .artifacts import read_manifest, store_weights, verified_path
 from .data import Dataset, dataset_fingerprint, load_mnist
 from .model import N_CLASSES, N_PIXELS
 from .params import PROFILES, Preset, bool_field, choice_field, float_field, int_field
-from .paths import artifacts_dir
 from .provenance import environment_info
 from .train_config import TrainConfig
 
@@ -211,28 +207,18 @@ def table_key(n: int, objective: str) -> str:
 
 
 def save_polynet(result: PolyNetResult, data: Dataset, root: Path | None = None) -> dict[str, Any]:
-    """Store weights (npz), history and a manifest entry with provenance; the network becomes the
-    committed one of ``manifest["polynets"]`` for its objective and power."""
-    root = root or artifacts_dir()
+    """Store weights, history and a manifest entry with provenance (:func:`~dam_utils.artifacts.store_weights`);
+    the network becomes the committed one of ``manifest["polynets"]`` for its objective and power."""
     cfg, net = result.config, result.net
-    buf = io.BytesIO()
-    np.savez(buf, **{k: v.cpu().numpy() for k, v in net.state_dict().items()})
-    wpath = root / "models" / f"{cfg.name}.npz"
-    atomic_write_bytes(wpath, buf.getvalue())
-    hpath = root / "models" / f"{cfg.name}.history.json"
-    atomic_write_text(hpath, json.dumps(result.history, indent=0) + "\n")
     info = {
         "kind": "polynet-weights", "config": cfg.to_dict(), "environment": result.environment,
         "epochs": len(result.history), "wall_time_s": round(result.wall_time_s, 1),
         "train_error": net.error_rate(data.x_train, data.y_train),
         "test_error": net.error_rate(data.x_test, data.y_test),
-        "data": {"name": data.name, **dataset_fingerprint(data)}, "history": cfg.name + ".history",
+        "data": {"name": data.name, **dataset_fingerprint(data)},
     }
-    register(cfg.name + ".history", hpath, {"kind": "training-history", "model": cfg.name}, root)
-    out = register(cfg.name, wpath, info, root)
-    with _locked_manifest(root) as manifest:
-        manifest.setdefault(TABLE, {})[table_key(cfg.n, cfg.objective)] = cfg.name
-    return out
+    arrays = {k: v.cpu().numpy() for k, v in net.state_dict().items()}
+    return store_weights(cfg.name, arrays, result.history, info, root, TABLE, table_key(cfg.n, cfg.objective))
 
 
 def load_polynet(name: str, root: Path | None = None) -> tuple[PolyNet, dict[str, Any]]:

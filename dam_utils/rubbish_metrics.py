@@ -231,6 +231,13 @@ def crossing_rows(results: dict[int, Any], x_train: torch.Tensor, y_train: torch
     return rows
 
 
+#: The two tests of :func:`digit_share` as the chapters use them: a 3-nearest-images vote, and the 99th
+#: percentile of real test digits' nearest-training-image distance, over 2000 of them.
+DIGIT_K = 3
+DIGIT_PERCENTILE = 99.0
+DIGIT_REFERENCE = 2000
+
+
 @torch.no_grad()
 def digit_share(
     images: torch.Tensor,
@@ -238,9 +245,9 @@ def digit_share(
     x_train: torch.Tensor,
     y_train: torch.Tensor,
     x_test: torch.Tensor,
-    k: int = 3,
-    percentile: float = 99.0,
-    n_reference: int = 2000,
+    k: int = DIGIT_K,
+    percentile: float = DIGIT_PERCENTILE,
+    n_reference: int = DIGIT_REFERENCE,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Fig. 3 as a number: which rubbish images are digits of their target class, judged without the DAM.
