@@ -3,7 +3,7 @@
 #   make book       venv + data + vendored JS, then build the site into _build/html (no code is executed)
 #   make test       everything `book` does + system packages, then the whole pytest suite
 #   make notebooks  re-execute every notebook with papermill at its committed parameters, then clean it
-#   make reproduce  recompute the cached results of chapter 4 (Figs. 5-7) from the book models (wall times: manifest)
+#   make reproduce  recompute the cached results of chapters 4 (Figs. 5-7) and 5 from the committed models
 #   make bench      run benchmarks/*.py
 #   make lab        install JupyterLab into .venv and open the chapters (live widgets)
 #   make lint       ruff
@@ -132,11 +132,13 @@ notebooks: $(VENV_STAMP) $(DATA)
 
 # Recompute the cached results of chapter 4 from the book models in artifacts/ (Fig. 7: beta_sm fits;
 # Fig. 5: every model deforms all 10000 test images; Fig. 6: 100 rubbish images per class and model),
-# write artifacts/results/ with provenance, and regenerate the scorecard. Then re-run the chapter:
-# `make notebooks` (or papermill on notebooks/04_transfer.ipynb) and commit artifacts/ and the notebook.
+# then chapter 5 (section 6: DAMs and the feed-forward networks of manifest["polynets"], transfer, FGSM and
+# the guarded pair), write artifacts/results/ with provenance, and regenerate the scorecard. Then re-run the
+# chapters: `make notebooks` and commit artifacts/ and the notebooks.
 REPRODUCE_ARGS ?=
 reproduce: $(VENV_STAMP) $(DATA)
 	$(PY) -m dam_utils.reproduce $(REPRODUCE_ARGS)
+	$(PY) -m dam_utils.section6
 	$(PY) -m dam_utils.scorecard
 
 bench: $(VENV_STAMP) $(DATA)

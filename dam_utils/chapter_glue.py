@@ -17,12 +17,13 @@ def _glue(key: str, value: Any) -> None:
     glue(key, value, display=False)
 
 
-def glue_verdict(key: str, verdict: Verdict, digits: int = 1) -> None:
+def glue_verdict(key: str, verdict: Verdict, digits: int = 1,
+                 parts: tuple[str, ...] = ("ours", "tol", "verdict")) -> None:
     """Glue ``{key}_ours`` (our value or "not computed"), ``{key}_tol`` and ``{key}_verdict`` of a
-    :class:`~dam_utils.claims.Verdict`."""
-    _glue(f"{key}_ours", verdict.ours_text(digits))
-    _glue(f"{key}_tol", verdict.tolerance)
-    _glue(f"{key}_verdict", verdict.state)
+    :class:`~dam_utils.claims.Verdict` (those of ``parts`` that the text uses)."""
+    values = {"ours": verdict.ours_text(digits), "tol": verdict.tolerance, "verdict": verdict.state}
+    for part in parts:
+        _glue(f"{key}_{part}", values[part])
 
 
 def listing(values: Mapping[Any, float], fmt: str = ".1f", unit: str = " %", prefix: str = "n = ") -> str:

@@ -29,11 +29,15 @@ __all__ = [
     "BETA_SINGLE_ABS",
     "CELL_PP",
     "CELL_REL",
+    "DETECT_AUC_MIN",
     "FIG6_DROP_PP",
     "FIG6_HIGH",
     "FIG7_MIN_BIN",
     "LARGE_N_MIN",
     "NOT_COMPUTED",
+    "PAIR_WRONG_MAX",
+    "SEC6_FGSM_EPS",
+    "SEC6_MARGIN_PP",
     "SMALL_N_MAX",
     "TEST_ERROR_PP",
     "TOLERANCE_TEXT",
@@ -42,12 +46,16 @@ __all__ = [
     "beta_sm",
     "cell",
     "cell_tolerance",
+    "detector_auc",
+    "dnn_test_error",
     "fig5_small_to_large",
     "fig6_large_no_loss",
     "fig6_small_recognised",
     "fig6_small_to_large",
     "fig7_error_falls",
     "not_computed",
+    "pair_stops",
+    "sec6_better",
     "split_powers",
     "test_error",
 ]
@@ -80,6 +88,17 @@ BETA_SINGLE_ABS = 0.05
 #: Fig. 7 "the error falls as the confidence grows": only bins with at least this many images count.
 FIG7_MIN_BIN = 20
 
+#: Section 6, "A performs better than B from the adversarial perspective" on one measure (an error rate under
+#: attack): A's error is lower than B's by more than this many percentage points.
+SEC6_MARGIN_PP = 5.0
+#: The FGSM step of the section-6 rows, on the [0, 1] pixel scale.
+SEC6_FGSM_EPS = 0.1
+#: Section 5's detector "detects" a set when the AUC of its confidence, clean test digits against the set,
+#: is at least this.
+DETECT_AUC_MIN = 0.9
+#: Section 5's pairing "stops" an attack when the pair labels at most this share of the set wrongly.
+PAIR_WRONG_MAX = 10.0
+
 #: How each tolerance reads on the scorecard page.
 TOLERANCE_TEXT: tuple[str, ...] = (
     f"clean test error: within ± {TEST_ERROR_PP:g} percentage points",
@@ -91,6 +110,11 @@ TOLERANCE_TEXT: tuple[str, ...] = (
     f"fitted β_sm: within a factor {BETA_FACTOR:g} of the paper's, either way",
     f"β_sm derived from Z = {paper.BETA_SM_SINGLE_Z:g}: within ± {BETA_SINGLE_ABS:g}",
     f"small n: n ≤ {SMALL_N_MAX}; large n: n ≥ {LARGE_N_MIN}",
+    f"section 6, \"A performs better than B\" on a measure: A's error under attack lower by more than "
+    f"{SEC6_MARGIN_PP:g} points (transfer: mean over the small-n models' adversarial sets; FGSM at ε = "
+    f"{SEC6_FGSM_EPS:g})",
+    f"section 5's detector: AUC ≥ {DETECT_AUC_MIN:g}; the pairing stops an attack: at most {PAIR_WRONG_MAX:g} % "
+    "of the set labelled wrongly",
 )
 
 NOT_COMPUTED = "not computed"
@@ -153,6 +177,14 @@ def test_error(n: int, ours: float | None) -> Verdict:
     if ref is None:
         return not_computed(claim, None, f"± {TEST_ERROR_PP:g} pp")
     return _verdict(claim, ours, ref, f"± {TEST_ERROR_PP:g} pp", ours is not None and abs(ours - ref) <= TEST_ERROR_PP)
+
+
+def dnn_test_error(ours: float | None) -> Verdict:
+    """The clean test error of chapter 5's ReLU network within :data:`TEST_ERROR_PP` of the paper's 1.6 %
+    for standard DNNs trained with backpropagation."""
+    ref, tol = paper.DNN_TEST_ERROR, f"± {TEST_ERROR_PP:g} pp"
+    return _verdict("clean test error, ReLU network (784-2000-10, backpropagation)", ours, ref, tol,
+                    ours is not None and abs(ours - ref) <= TEST_ERROR_PP)
 
 
 def beta_sm(n: int, ours: float | None) -> Verdict:
@@ -237,3 +269,27 @@ def fig7_error_falls(results: Mapping[int, Mapping[str, Any]]) -> Verdict:
         filled = [e for e, c in zip(b["error"], b["count"], strict=True) if c >= FIG7_MIN_BIN]
         falls += len(filled) >= 2 and filled[-1] < filled[0]
     return _verdict(claim, float(falls), "claim", tol, falls == len(results), "")
+
+
+def sec6_better(claim: str, err_better: float | None, err_worse: float | None) -> Verdict:
+    """Section 6: the model claimed better has an error under attack lower by more than
+    :data:`SEC6_MARGIN_PP`. ``ours``: the other model's error minus the claimed-better one's (points)."""
+    tol = f"> {SEC6_MARGIN_PP:g} pp"
+    if err_better is None or err_worse is None:
+        return not_computed(claim, "claim", tol, "pp")
+    gap = float(err_worse) - float(err_better)
+    return _verdict(claim, gap, "claim", tol, gap > SEC6_MARGIN_PP, "pp")
+
+
+def detector_auc(claim: str, auc: float | None) -> Verdict:
+    """Section 5: the large-n model's confidence separates clean digits from a set, AUC >= :data:`DETECT_AUC_MIN`."""
+    tol = f"AUC ≥ {DETECT_AUC_MIN:g}"
+    if auc is None:
+        return not_computed(claim, "claim", tol, "")
+    return _verdict(claim, auc, "claim", tol, auc >= DETECT_AUC_MIN, "")
+
+
+def pair_stops(claim: str, wrong_pct: float | None) -> Verdict:
+    """Section 5: the pair labels at most :data:`PAIR_WRONG_MAX` percent of an attack's set wrongly."""
+    tol = f"≤ {PAIR_WRONG_MAX:g} % wrong"
+    return _verdict(claim, wrong_pct, "claim", tol, wrong_pct is not None and wrong_pct <= PAIR_WRONG_MAX)

@@ -32,7 +32,7 @@ from .descent import (
     take_step,
 )
 from .model import N_PIXELS
-from .objectives import Classifier, as_classifier, float64_twin, log_objective
+from .objectives import Classifier, as_classifier, float64_twin, log_objective, log_objective_of
 from .params import ParameterError, Preset, bool_field, check_int, float_field, int_field
 
 __all__ = ["DeformConfig", "DeformResult", "DeformTrace", "deform", "refine_boundary"]
@@ -366,7 +366,7 @@ def _deform_chunk(
         d = direction(model, twin, va, sa, m, cfg.clip)
         count.add(active, d, step)
         rec.record(step, active, va, d.D, top[active], sa, m)
-        logc = log_objective(d.D, sa, m)  # (A,) log C^second
+        logc = log_objective_of(model, d.D, sa, m)  # (A,) log C^second (the model's own objective)
         new = ~crossed[active] & (_gap(d.D, top[active], sa)[0] < 0)  # first iterate with D_second > D_top
         if new.any():
             idx = active[new]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .objectives import Classifier, naive_weights_vanish, objective_gradient, project, unit
+from .objectives import Classifier, model_loss, naive_weights_vanish, objective_gradient, project, unit
 
 __all__ = [
     "AT_CROSSING",
@@ -87,7 +87,10 @@ def direction(
     gradient are exactly 0, in float64 where the twin was used.
     """
     g, D = objective_gradient(model, v, alpha, m)  # (A, 784), (A, 10)
-    vanishing = naive_weights_vanish(D, alpha, m)
+    if model_loss(model) == "dam":
+        vanishing = naive_weights_vanish(D, alpha, m)
+    else:  # cross-entropy has no tanh to saturate
+        vanishing = torch.zeros(D.shape[0], dtype=torch.bool, device=D.device)
     underflow = g.abs().amax(1) < torch.finfo(g.dtype).tiny  # zero or subnormal: no reliable direction
     flat = (D == 0).all(1) & (g == 0).all(1)
     u = unit(g)

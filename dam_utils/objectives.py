@@ -48,8 +48,10 @@ __all__ = [
     "float64_twin",
     "log_abs_residual",
     "log_objective",
+    "log_objective_of",
     "log_objective_weights",
     "log_sech2",
+    "model_loss",
     "naive_gradient",
     "naive_gradient_vanishes",
     "naive_objective",
@@ -131,6 +133,22 @@ def log_sech2(D: torch.Tensor) -> torch.Tensor:
     return 2.0 * LOG2 - 2.0 * a - 2.0 * torch.log1p(torch.exp(-2.0 * a))
 
 
+def model_loss(model: Classifier) -> str:
+    """The objective the attacks descend for ``model``: ``"ce"`` (cross-entropy of ``D``) for a classifier
+    trained with it (attribute ``loss == "ce"``, e.g. :class:`dam_utils.polynet.PolyNet`), else ``"dam"``,
+    eq. (4). An attack follows the model's own training objective, as the paper's attacks do for the DAM."""
+    return "ce" if getattr(model, "loss", "dam") == "ce" else "dam"
+
+
+def log_objective_of(model: Classifier, D: torch.Tensor, alpha: int | torch.Tensor, m: int) -> torch.Tensor:
+    """``log`` of the model's own objective for class ``alpha`` (:func:`model_loss`): :func:`log_objective`,
+    or ``log CE^alpha = log(-log softmax(D)_alpha)`` (floored at the smallest normal number); (B,)."""
+    if model_loss(model) == "ce":
+        ce = F.cross_entropy(D, _alpha_tensor(alpha, D), reduction="none")
+        return torch.log(ce.clamp_min(torch.finfo(D.dtype).tiny))
+    return log_objective(D, alpha, m)
+
+
 def log_objective(D: torch.Tensor, alpha: int | torch.Tensor, m: int) -> torch.Tensor:
     """``log C^alpha`` of eq. (4) from the pre-tanh outputs D (B, 10); (B,). Finite for finite D."""
     return torch.logsumexp(2 * m * log_abs_residual(D, targets(alpha, D)), dim=1)
@@ -156,7 +174,9 @@ def log_objective_weights(
 def objective_gradient(
     model: Classifier, v: torch.Tensor, alpha: int | torch.Tensor, m: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A positive per-image multiple of ``dC^alpha/dv`` (eq. (5) needs only its direction), and D.
+    """A positive per-image multiple of ``dC^alpha/dv`` (eq. (5) needs only its direction), and D. For a
+    classifier trained with cross-entropy (:func:`model_loss`) ``C^alpha`` is its cross-entropy for class
+    ``alpha``, differentiated by autograd.
 
     Backpropagates D with the weights ``w_gamma / max_gamma |w_gamma|`` (computed in log space), i.e. the
     exact direction of the gradient with the largest weight of every image equal to 1. Returns
@@ -165,6 +185,10 @@ def objective_gradient(
     v = v.detach().requires_grad_(True)
     with torch.enable_grad():
         D = model.energy_difference(v)  # (B, 10)
+        if model_loss(model) == "ce":  # cross-entropy: dCE/dD = softmax - onehot, never all zero (alpha's is p - 1)
+            loss = F.cross_entropy(D, _alpha_tensor(alpha, D), reduction="sum")
+            (g,) = torch.autograd.grad(loss, v)
+            return g.detach(), D.detach()
         logw, sign = log_objective_weights(D.detach(), alpha, m)
         w = sign * torch.exp(logw - logw.amax(1, keepdim=True))  # (B, 10), max |w| = 1 per image
         (g,) = torch.autograd.grad(D, v, grad_outputs=w)

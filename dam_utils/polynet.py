@@ -17,7 +17,8 @@ measures that claim with the networks of this module: 784 - ``hidden`` - 10, hid
 * **Two objectives**, so that the activation can be told apart from "the rest of the training algorithm":
   ``"ce"``, softmax cross-entropy on the outputs (the standard choice), and ``"dam"``, the DAM's objective:
   ``Y = tanh(outputs)`` and ``C = sum_alpha (Y_alpha - t_alpha)^(2m)`` with ``t = +-1`` (eq. 3) and the
-  DAM's loss power ``m`` for that ``n``. Both are minimised with Adam on minibatches of the training set.
+  DAM's loss power ``m`` for that ``n``. Both are minimised with Adam on minibatches of the training set, the
+  learning rate following a cosine schedule from ``lr`` to 0 over the run (per step).
 
 Run: ``python -m dam_utils.polynet --n 1 2 3 30 --objective ce dam --profile cpu`` (stores the weights
 under ``artifacts/`` with provenance, in ``manifest["polynets"]``).
@@ -48,6 +49,7 @@ except ImportError:  # pragma: no cover
     tqdm = None
 
 OBJECTIVES = ("ce", "dam")
+LARGE_N = 20  # large n (claims.LARGE_N_MIN): three times the epochs; the DAM objective's larger learning rate
 TABLE = "polynets"  # manifest table: "<objective>_n<n>" -> artifact name
 
 
@@ -78,11 +80,15 @@ class PolyNetConfig(Preset):
     def for_power(cls, profile: str, n: int, objective: str, **kw: Any) -> PolyNetConfig:
         """The ``profile`` preset for power ``n`` and ``objective``: the DAM's loss power ``m`` for that ``n``
         (``n = 1`` takes that of ``n = 2``); for ``n >= 2`` the DAM-like set-up of the module docstring."""
-        per_n = {"m": int(TrainConfig.paper(max(n, 2)).m)}
+        per_n: dict[str, Any] = {"m": int(TrainConfig.paper(max(n, 2)).m)}
         if n >= 2:
             per_n.update(dam_init=True, lr=1e-2, adam_eps=1e-30)
-        elif objective == "dam":
-            per_n.update(lr=1e-4)  # at 1e-3 every tanh output saturates at -1 within an epoch
+        if n >= LARGE_N:  # learns slowly: with CE at n = 30, 6.25 % test error after 20 epochs, 4.15 % after 60
+            per_n.update(epochs=3 * cls._PRESETS[profile].get("epochs", cls.epochs))
+        if objective == "dam":
+            # A two-epoch probe (n = 2, 30; lr 1e-4, 1e-3): at 1e-2 every tanh output saturates at -1 within an
+            # epoch and the net stays at chance; 1e-4 learns at n <= 3, only 1e-3 moves at n = 30.
+            per_n.update(lr=1e-4 if n < LARGE_N else 1e-3)
         return cls.preset(profile, n=n, objective=objective, **{**per_n, **kw})
 
     @property
@@ -99,16 +105,38 @@ class PolyNetConfig(Preset):
 class PolyNet(nn.Module):
     """784 - hidden - 10 with hidden activation ``F_n(z / T)``, ``z = W v + b`` (the dual of DAM_n).
 
-    ``forward`` returns the outputs before any squashing, (B, 10): logits for ``"ce"``, the argument of
-    ``tanh`` for ``"dam"``; either way their argmax is the prediction. Inputs ``v`` (B, 784) in [-1, 1].
+    ``forward`` returns the outputs before any squashing, (B, 10): logits for ``loss = "ce"``, the argument
+    of ``tanh`` for ``"dam"``; either way their argmax is the prediction. Inputs ``v`` (B, 784) in [-1, 1].
     """
 
-    def __init__(self, n: int, hidden: int, T: float = 1.0) -> None:
+    def __init__(self, n: int, hidden: int, T: float = 1.0, loss: str = "ce") -> None:
         super().__init__()
         self.n = n
+        self.loss = loss  # the training objective; the attacks descend the same one (objectives.model_loss)
         self.hidden = nn.Linear(N_PIXELS, hidden)
         self.out = nn.Linear(hidden, N_CLASSES)
         self.register_buffer("T", torch.tensor(float(T)))
+
+    @property
+    def device(self) -> torch.device:
+        return self.T.device
+
+    def energy_difference(self, v: torch.Tensor) -> torch.Tensor:
+        """The outputs, (B, 10): the network seen as a :class:`~dam_utils.objectives.Classifier` (``Y = tanh``
+        of them), so that the attacks of chapters 2-4 (eq. (4)-(5)) run on it unchanged."""
+        return self(v)
+
+    @torch.no_grad()
+    def predict_energy(self, v: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """:meth:`energy_difference` of ``v`` (N, 784) in batches, without autograd; (N, 10)."""
+        dev = self.T.device
+        return torch.cat([self(v[i : i + batch_size].to(dev)) for i in range(0, len(v), batch_size)])
+
+    def as_float64(self) -> PolyNet:
+        """A float64 copy (the attacks' underflow fallback, :func:`dam_utils.objectives.float64_twin`)."""
+        twin = PolyNet(self.n, self.hidden.out_features, float(self.T), self.loss).to(self.T.device)
+        twin.load_state_dict(self.state_dict())
+        return twin.double().eval()
 
     def activation(self, v: torch.Tensor) -> torch.Tensor:
         """Hidden units F_n(z / T), (B, hidden); the temperature is folded in so no power overflows."""
@@ -117,11 +145,9 @@ class PolyNet(nn.Module):
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         return self.out(self.activation(v))
 
-    @torch.no_grad()
     def predict(self, v: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """Predicted labels, (N,)."""
-        dev = self.T.device
-        return torch.cat([self(v[i : i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(v), batch_size)])
+        """Predicted labels, (N,), on the CPU."""
+        return self.predict_energy(v, batch_size).argmax(1).cpu()
 
     def error_rate(self, v: torch.Tensor, labels: torch.Tensor) -> float:
         """Classification error in percent."""
@@ -161,7 +187,7 @@ def train_polynet(cfg: PolyNetConfig, data: Dataset, device: str | torch.device 
     device = torch.device(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    net = PolyNet(cfg.n, cfg.hidden, cfg.temperature).to(device)
+    net = PolyNet(cfg.n, cfg.hidden, cfg.temperature, cfg.objective).to(device)
     if cfg.dam_init:
         with torch.no_grad():
             net.hidden.weight.normal_(-0.3, 0.3).clamp_(-1.0, 1.0)
@@ -171,6 +197,7 @@ def train_polynet(cfg: PolyNetConfig, data: Dataset, device: str | torch.device 
     per_epoch = len(y) // cfg.batch_size
     if cfg.batches_per_epoch:
         per_epoch = min(per_epoch, cfg.batches_per_epoch)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * per_epoch)
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.epochs), desc=f"PolyNet {cfg.objective} n={cfg.n}", disable=not progress) \
@@ -187,6 +214,7 @@ def train_polynet(cfg: PolyNetConfig, data: Dataset, device: str | torch.device 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
             if cfg.dam_init:
                 with torch.no_grad():
                     net.hidden.weight.clamp_(-1.0, 1.0)
@@ -215,6 +243,7 @@ def save_polynet(result: PolyNetResult, data: Dataset, root: Path | None = None)
         "epochs": len(result.history), "wall_time_s": round(result.wall_time_s, 1),
         "train_error": net.error_rate(data.x_train, data.y_train),
         "test_error": net.error_rate(data.x_test, data.y_test),
+        "dead_units_pct": 100.0 * float(net.dead_units(data.x_train).float().mean()),
         "data": {"name": data.name, **dataset_fingerprint(data)},
     }
     arrays = {k: v.cpu().numpy() for k, v in net.state_dict().items()}
@@ -227,7 +256,7 @@ def load_polynet(name: str, root: Path | None = None) -> tuple[PolyNet, dict[str
     cfg = PolyNetConfig(**entry["config"])
     with np.load(path) as z:
         state = {k: torch.from_numpy(z[k]) for k in z.files}
-    net = PolyNet(cfg.n, cfg.hidden, cfg.temperature)
+    net = PolyNet(cfg.n, cfg.hidden, cfg.temperature, cfg.objective)
     net.load_state_dict(state)
     return net.eval(), entry
 

@@ -44,10 +44,12 @@ __all__ = [
     "StaleResultError",
     "check_fresh",
     "load_confidence_results",
+    "load_result",
     "load_rubbish_results",
     "load_transfer_results",
     "model_records",
     "save_confidence_results",
+    "save_result",
     "save_rubbish_results",
     "save_transfer_results",
 ]
@@ -98,7 +100,7 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _save(name: str, kind: str, payload: dict[str, Any], arrays: dict[str, np.ndarray] | None,
+def save_result(name: str, kind: str, payload: dict[str, Any], arrays: dict[str, np.ndarray] | None,
           config: dict[str, Any], wall: float, device: Any, root: Path | None) -> dict[str, Any]:
     root = root or artifacts_dir()
     jpath, npath = _paths(name, root)
@@ -130,26 +132,30 @@ def _verified(name: str, root: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def check_fresh(doc_models: Mapping[str, Mapping[str, str]], name: str, root: Path | None = None) -> None:
-    """Raise :class:`StaleResultError` unless every model recorded in a cache is still the book model for
-    its n with the same SHA-256."""
+    """Raise :class:`StaleResultError` unless every model recorded in a cache is still the committed model
+    with the same SHA-256: the book model for its n, or the entry ``key`` of the manifest table ``table``
+    when the record names one (the networks of chapter 5)."""
     manifest = read_manifest(root)
     problems = []
     for n, rec in doc_models.items():
-        cur = manifest["book_models"].get(str(n))
+        cur = manifest.get(rec.get("table", "book_models"), {}).get(rec.get("key", str(n)))
         if cur is None:
-            problems.append(f"n={n}: no book model any more")
+            problems.append(f"{n}: no committed model any more")
         elif cur != rec["name"]:
-            problems.append(f"n={n}: computed with {rec['name']}, the book model is now {cur}")
+            problems.append(f"{n}: computed with {rec['name']}, the committed model is now {cur}")
         elif manifest["artifacts"].get(cur, {}).get("sha256") != rec["sha256"]:
-            problems.append(f"n={n}: the weights of {cur} changed (sha256 {rec['sha256'][:12]}... recorded)")
+            problems.append(f"{n}: the weights of {cur} changed (sha256 {rec['sha256'][:12]}... recorded)")
     if problems:
         raise StaleResultError(
             f"the cached {name} was computed with other models than the current book models ("
-            + "; ".join(problems) + "). Recompute it: `python -m dam_utils.reproduce` (or `make reproduce`), "
-            "or run the chapter with recompute=True.")
+            + "; ".join(problems) + "). Recompute it: `python -m dam_utils.reproduce` (or `make reproduce`; "
+            "chapter 5: `python -m dam_utils.section6`), or run the chapter with recompute=True.")
 
 
-def _load(name: str, root: Path | None, check_models: bool) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+def load_result(name: str, root: Path | None = None, check_models: bool = True
+                ) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    """The JSON document and arrays of a cached result, both SHA-256 verified; refused (:class:`StaleResultError`)
+    when a model it records is no longer the committed one (``check_models``)."""
     root = root or artifacts_dir()
     if name not in read_manifest(root)["artifacts"]:
         raise ResultMissingError(
@@ -193,12 +199,12 @@ def save_transfer_results(result: TransferResult, models: Mapping[str, Mapping[s
               "top": result.top, "second": result.second, "crossed": result.crossed,
               "sample_positions": result.sample_positions.astype(np.int32),
               "samples": result.samples.astype(np.float32)}
-    return _save(FIG5, "result-fig5", payload, arrays, config, result.wall_time_s, device, root)
+    return save_result(FIG5, "result-fig5", payload, arrays, config, result.wall_time_s, device, root)
 
 
 def load_transfer_results(root: Path | None = None, check_models: bool = True) -> TransferResult:
     """The cached Fig. 5 (sha256-verified; refused if the book models changed since)."""
-    doc, a = _load(FIG5, root, check_models)
+    doc, a = load_result(FIG5, root, check_models)
     assert a is not None
     n_values = [int(n) for n in doc["n_values"]]
     return TransferResult(
@@ -225,12 +231,12 @@ def save_rubbish_results(result: RubbishTransferResult, models: Mapping[str, Map
     arrays = {"targets": result.targets.astype(np.int8), "predictions": result.predictions,
               "z_single": result.z_single, "z_own": result.z_own, "status": result.status,
               "samples": result.samples.astype(np.float16), "sample_targets": result.sample_targets.astype(np.int8)}
-    return _save(FIG6, "result-fig6", payload, arrays, config, result.wall_time_s, device, root)
+    return save_result(FIG6, "result-fig6", payload, arrays, config, result.wall_time_s, device, root)
 
 
 def load_rubbish_results(root: Path | None = None, check_models: bool = True) -> RubbishTransferResult:
     """The cached Fig. 6 (sha256-verified; refused if the book models changed since)."""
-    doc, a = _load(FIG6, root, check_models)
+    doc, a = load_result(FIG6, root, check_models)
     assert a is not None
     return RubbishTransferResult(
         [int(n) for n in doc["n_values"]], int(doc["n_per_class"]), float(doc["beta_single"]),
@@ -246,10 +252,10 @@ def save_confidence_results(results: Mapping[int, Mapping[str, Any]], wall: floa
     models = models or model_records(list(results), root)
     config = {"models": dict(models), "images": "all MNIST test images", "bracket": list(BETA_BRACKET)}
     payload = {"n_values": [int(n) for n in results], "results": {str(k): v for k, v in results.items()}}
-    return _save(FIG7, "result-fig7", payload, None, config, wall, device, root)
+    return save_result(FIG7, "result-fig7", payload, None, config, wall, device, root)
 
 
 def load_confidence_results(root: Path | None = None, check_models: bool = True) -> dict[int, dict[str, Any]]:
     """The cached Fig. 7 results keyed by n (sha256-verified; refused if the book models changed since)."""
-    doc, _ = _load(FIG7, root, check_models)
+    doc, _ = load_result(FIG7, root, check_models)
     return {int(k): v for k, v in doc["results"].items()}

@@ -92,6 +92,7 @@ class TransferResult:
     config: dict[str, Any]
     wall_time_s: float
     environment: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[Any, np.ndarray] = field(default_factory=dict)  # tested key -> (G, N, 10) float64 Y (keep_outputs)
 
     @property
     def n_images(self) -> int:
@@ -142,18 +143,23 @@ def adversarial_transfer(
     *,
     m: Mapping[int, int],
     n_samples: int = 10,
+    keep_outputs: Sequence[Any] = (),
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> TransferResult:
     """Fig. 5 on the first ``n_images`` test images: deform with every model, classify with every model.
 
+    ``models``: keyed by n for Fig. 5, or by any name (chapter 5 mixes DAMs and feed-forward networks: any
+    :class:`~dam_utils.objectives.Classifier` with ``predict``, ``predict_energy`` and ``error_rate``).
     ``m``: each model's loss power (the attack's objective, eq. (4)). ``deform_cfg`` defaults to the ``cpu``
     preset; ``to_convergence`` is forced off (only the crossing matters). ``n_samples``: behind images kept
-    per generator for display (the first ones). Runs on ``device`` (default: the first model's).
+    per generator for display (the first ones). ``keep_outputs``: tested models whose outputs ``Y`` on every
+    generator's set are kept (``outputs``; a detector's confidence is computed from them). Runs on ``device``
+    (default: the first model's).
     """
     t_all = time.perf_counter()
     cfg = (deform_cfg or DeformConfig.cpu()).replace(to_convergence=False)
-    n_values = [int(n) for n in models]
+    n_values = list(models)
     dev = torch.device(device) if device is not None else next(iter(models.values())).device
     N = min(int(n_images), len(data.y_test))
     x = data.x_test[:N].to(dev)
@@ -165,13 +171,17 @@ def adversarial_transfer(
     crossed = np.zeros((G, N), bool)
     S = min(n_samples, N)
     samples = np.zeros((G, S, N_PIXELS), np.float32)
-    summaries: dict[int, dict[str, Any]] = {}
+    summaries: dict[Any, dict[str, Any]] = {}
+    outputs = {k: np.zeros((G, N, N_CLASSES)) for k in keep_outputs}
     for g, n in enumerate(n_values):
         cpu0 = time.process_time()
         res = deform(models[n], x, m[n], cfg, progress=progress)
         behind = res.behind.to(dev)
         for t, nt in enumerate(n_values):
-            preds[g, t] = _labels(models[nt], behind)
+            if nt in outputs:
+                outputs[nt][g], preds[g, t] = outputs_and_predictions(models[nt], behind)
+            else:
+                preds[g, t] = _labels(models[nt], behind)
         top[g], second[g] = res.top.numpy(), res.second.numpy()
         crossed[g] = res.crossed.numpy()
         samples[g] = res.behind[:S].float().numpy()
@@ -184,7 +194,8 @@ def adversarial_transfer(
     config = {"deform": cfg.to_dict(), "n_images": N, "images": f"first {N} MNIST test images",
               "n_values": n_values, "m": {str(k): int(v) for k, v in m.items() if k in models}}
     return TransferResult(n_values, np.arange(N), labels, preds, clean, top, second, crossed, np.arange(S),
-                          samples, full, summaries, config, time.perf_counter() - t_all, environment_info(dev))
+                          samples, full, summaries, config, time.perf_counter() - t_all, environment_info(dev),
+                          outputs)
 
 
 def recheck_transfer(
@@ -194,18 +205,21 @@ def recheck_transfer(
     n_sample: int = 200,
     seed: int = 0,
     device: torch.device | str | None = None,
+    keep_outputs: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Recompute ``n_sample`` randomly chosen images (``seed``) of a cached Fig. 5 from scratch with the code
     as it is now, and compare per image with the cache. Returns the chosen test indices, the number of
     (generator, tested, image) labels compared and how many disagree, plus disagreements in crossings
-    and second choices."""
+    and second choices, and for the tested models in ``keep_outputs`` the largest difference from the
+    cached outputs ``Y``."""
     rng = np.random.default_rng(seed)
     pos = np.sort(rng.choice(result.n_images, size=min(n_sample, result.n_images), replace=False))
     dev = torch.device(device) if device is not None else next(iter(models.values())).device
     x = data.x_test[torch.as_tensor(result.indices[pos])].to(dev)
     cfg = DeformConfig(**result.config["deform"])
-    m = {int(k): v for k, v in result.config["m"].items()}
+    m = {k: result.config["m"][str(k)] for k in result.n_values}
     pred_bad = cross_bad = second_bad = 0
+    out_diff = 0.0
     per_cell: dict[str, int] = {}
     for g, n in enumerate(result.n_values):
         res = deform(models[n], x, m[n], cfg)
@@ -216,10 +230,13 @@ def recheck_transfer(
             bad = int((_labels(models[nt], behind) != result.predictions[g, t, pos]).sum())
             per_cell[f"{n}->{nt}"] = bad
             pred_bad += bad
+        for k in keep_outputs:
+            y, _ = outputs_and_predictions(models[k], behind)
+            out_diff = max(out_diff, float(np.abs(y - result.outputs[k][g, pos]).max()))
     compared = len(pos) * len(result.n_values) ** 2
     return {"indices": result.indices[pos].tolist(), "compared": compared, "disagree": pred_bad,
             "disagree_fraction": pred_bad / compared, "per_cell": per_cell,
-            "crossed_disagree": cross_bad, "second_disagree": second_bad}
+            "crossed_disagree": cross_bad, "second_disagree": second_bad, "outputs_max_abs_diff": out_diff}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -32,11 +32,11 @@ TIERS: tuple[tuple[str, ...], ...] = (
     # 4 book models (load or train), attack numerics, confidence, the rectified-polynomial networks
     ("book_models", "objectives", "descent", "confidence", "polynet"),
     # 5 attacks and metrics, and studies over trained models
-    ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study"),
+    ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study", "fgsm", "pairing"),
     # 6 experiments across models, their results cache, and the verdicts
-    ("transfer", "results_cache", "claims"),
+    ("transfer", "results_cache", "claims", "section6"),
     # 7 presentation: figures, widgets, the scorecard page
-    ("plots", "figures_attacks", "figures_transfer", "widgets", "scorecard", "chapter_glue"),
+    ("plots", "figures_attacks", "figures_transfer", "section6_tables", "widgets", "scorecard", "chapter_glue"),
     # 8 command lines that run a whole chapter's computation
     ("reproduce",),
 )

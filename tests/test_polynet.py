@@ -9,6 +9,7 @@ import torch
 
 from dam_utils import polynet
 from dam_utils.artifacts import ArtifactError
+from dam_utils.objectives import model_loss, objective_gradient
 from dam_utils.params import ParameterError
 from dam_utils.polynet import PolyNet, PolyNetConfig, load_polynet, loss_fn, save_polynet, train_polynet
 
@@ -102,3 +103,58 @@ def test_dead_units_on_a_constructed_network() -> None:
         net.hidden.bias.copy_(torch.tensor([0.1, -0.1, 0.1, -0.1]))
     v = torch.rand(50, 784)
     assert net.dead_units(v, batch_size=16).tolist() == [False, True, False, True]
+
+
+def test_input_gradient_matches_finite_differences() -> None:
+    """The attacks differentiate ``energy_difference`` with respect to the image: autograd against central
+    differences, in float64, at n = 3 with the DAM-like temperature."""
+    torch.manual_seed(0)
+    net = PolyNet(3, 40, T=5.0).as_float64()
+    v = (torch.rand(2, 784, dtype=torch.float64) * 2 - 1).requires_grad_(True)
+    w = torch.randn(2, 10, dtype=torch.float64)
+    (g,) = torch.autograd.grad((net.energy_difference(v) * w).sum(), v)
+    h = 1e-6
+    for i in (0, 100, 400, 783):
+        e = torch.zeros_like(v)
+        e[:, i] = h
+        with torch.no_grad():
+            fd = ((net.energy_difference(v + e) - net.energy_difference(v - e)) * w).sum(1) / (2 * h)
+        assert torch.allclose(g[:, i], fd, rtol=1e-6, atol=1e-9)
+
+
+def test_classifier_interface_agrees_with_forward() -> None:
+    torch.manual_seed(1)
+    net = PolyNet(2, 30, T=3.0)
+    x = torch.rand(7, 784) * 2 - 1
+    assert torch.allclose(net.predict_energy(x, batch_size=3), net(x).detach(), atol=1e-5)
+    assert torch.equal(net.predict(x), net(x).argmax(1))
+    twin = net.as_float64()
+    assert twin.hidden.weight.dtype == torch.float64 and float(twin.T) == 3.0
+    assert torch.allclose(twin(x.double()), net(x).double(), atol=1e-5)
+
+
+def test_attacks_descend_the_networks_own_loss() -> None:
+    """A CE network is deformed along its cross-entropy for the target class (objectives.model_loss)."""
+    torch.manual_seed(3)
+    net = PolyNet(2, 20, T=4.0).double()
+    x, alpha = torch.rand(5, 784, dtype=torch.float64) * 2 - 1, torch.tensor([1, 2, 3, 4, 5])
+    g, _ = objective_gradient(net, x, alpha, m=2)
+    v = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(net(v), alpha, reduction="sum").backward()
+    assert model_loss(net) == "ce" and model_loss(PolyNet(1, 3, loss="dam")) == "dam"
+    assert torch.allclose(g, v.grad)
+
+
+def test_committed_networks_are_their_presets() -> None:
+    """Every network in manifest["polynets"] was trained with the cpu preset of its power and objective, so
+    `python -m dam_utils.polynet --profile cpu` retrains exactly it; its recorded errors come from its weights."""
+    committed = polynet.committed_polynets()
+    if not committed:
+        pytest.skip("no committed networks")
+    for key, name in committed.items():
+        net, e = load_polynet(name)
+        cfg = PolyNetConfig(**e["config"])
+        assert key == f"{cfg.objective}_n{cfg.n}"
+        assert cfg == PolyNetConfig.for_power("cpu", cfg.n, cfg.objective), name
+        assert net.loss == cfg.objective
+        assert 0.0 <= e["dead_units_pct"] <= 100.0

@@ -21,7 +21,7 @@ def _paper_numbers() -> list[float]:
     nums += [v for row in paper.FIG5_TRANSFER_ERROR.values() for v in row.values()]
     nums += list(paper.FIG6_MEAN_CONFIDENCE.values())
     nums += [v for row in paper.SLIDES_TRANSFER_ERROR.values() for v in row.values()]
-    nums += [paper.BETA_SM_SINGLE, paper.FIG5_CORRECT_N30, *paper.TEST_ERROR_RANGE]
+    nums += [paper.BETA_SM_SINGLE, paper.FIG5_CORRECT_N30, *paper.TEST_ERROR_RANGE, paper.DNN_TEST_ERROR]
     return nums
 
 
