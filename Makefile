@@ -99,13 +99,15 @@ $(VENDOR_STAMP): package.json package-lock.json
 # --- The book -------------------------------------------------------------------------------------
 # Execution is off (_config.yml): notebooks are committed with their outputs. Sphinx is incremental,
 # so a second build with nothing changed only checks timestamps. Sphinx copies static files only when
-# some page is rebuilt, so a change under book/_vendor/ alone forces a full build (--all).
+# some page is rebuilt, so a change under book/_vendor/ alone forces a full build (--all); so does a
+# change of _toc.yml or _config.yml (every page's sidebar lists the chapters, and Sphinx rewrites only the
+# pages that changed).
 # book/scorecard.md is generated first from artifacts/ (rewritten only when its content changes).
 book: $(VENV_STAMP) $(DATA) $(VENDOR_STAMP)
 	$(PY) -m dam_utils.scorecard
 	@all=""; \
-	if [ -f $(BOOK_STAMP) ] && [ -n "$$(find book/_vendor -type f -newer $(BOOK_STAMP) | head -n 1)" ]; then \
-	  all="--all"; echo "book/_vendor changed: rebuilding every page"; \
+	if [ -f $(BOOK_STAMP) ] && [ -n "$$(find book/_vendor _toc.yml _config.yml -type f -newer $(BOOK_STAMP) | head -n 1)" ]; then \
+	  all="--all"; echo "book/_vendor, _toc.yml or _config.yml changed: rebuilding every page"; \
 	fi; \
 	$(VENV)/bin/jupyter-book build . --builder html $$all -W -n --keep-going
 	@touch $(BOOK_STAMP)

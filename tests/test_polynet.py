@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from dam_utils import polynet
+from dam_utils import claims, polynet
 from dam_utils.artifacts import ArtifactError
 from dam_utils.objectives import model_loss, objective_gradient
 from dam_utils.params import ParameterError
@@ -67,6 +67,10 @@ def test_presets_per_power() -> None:
     relu, large = PolyNetConfig.for_power("cpu", 1, "ce"), PolyNetConfig.for_power("cpu", 30, "dam")
     assert (relu.dam_init, relu.temperature, relu.adam_eps) == (False, 1.0, 1e-8)
     assert large.dam_init and large.temperature == 650.0 and large.m == 30 and large.adam_eps == 1e-30
+    small = PolyNetConfig.for_power("cpu", 3, "ce")
+    assert (small.dam_init, small.temperature, small.epochs) == (False, 1.0, relu.epochs)
+    assert PolyNetConfig.for_power("cpu", 30, "ce").epochs == 3 * relu.epochs
+    assert polynet.LARGE_N == claims.LARGE_N_MIN  # chapter 5 glues the claims' constant for this rule
 
 
 def test_training_learns_and_round_trips(tmp_path, mnist) -> None:
