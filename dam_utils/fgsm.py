@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .objectives import Classifier, float64_twin, objective_gradient
-from .params import check_float, check_int
+from .params import ParameterError, check_float, check_int
 
 __all__ = ["FGSMDirection", "check_epsilons", "fgsm_direction", "fgsm_images"]
 
@@ -70,5 +70,5 @@ def fgsm_images(x: torch.Tensor, direction: FGSMDirection, eps: float) -> torch.
 def check_epsilons(eps: Sequence[float]) -> list[float]:
     """The FGSM step sizes (at least one), each in (0, 1]; :class:`~dam_utils.params.ParameterError` otherwise."""
     if len(eps) == 0:
-        raise ValueError("Parameter 'fgsm_eps' is empty: give at least one step size in (0, 1].")
+        raise ParameterError("Parameter 'fgsm_eps' is empty: give at least one step size in (0, 1].")
     return [check_float("fgsm_eps", e, 0.0, 1.0, lo_inclusive=False) for e in eps]
