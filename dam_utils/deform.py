@@ -42,7 +42,7 @@ __all__ = ["DeformConfig", "DeformResult", "DeformTrace", "deform", "refine_boun
 class DeformConfig(Preset):
     """Decision-boundary deformations, section 4: follow ``-grad C^second`` from a clean image.
 
-    * ``eps = 0.1``: step of eq. (5) in L2 pixel units (a test digit has norm ~ 20). The paper needs it only
+    * ``eps = 0.1``: step of eq. (5) in L2 pixel units (the median test digit has norm ~ 27). The paper needs it only
       "sufficiently small" to resolve the crossing; the crossing image is then refined by bisection on the
       last step, so ``eps`` only sets how far past the boundary the *behind* image lies (at most ``eps``)
       and the cost (steps ~ boundary distance / eps). Whether the boundary depends on ``eps`` is measured,

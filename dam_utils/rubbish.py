@@ -45,7 +45,7 @@ class RubbishConfig(Preset):
 
     * ``noise_std = sqrt(0.1) ~ 0.316``: the paper's ``N(0, 0.1)`` read in the usual ``N(mu, sigma^2)``
       notation (variance 0.1). ``noise_std=0.1`` is the other reading; the noise is only the starting point.
-    * ``eps``: step of eq. (5), in L2 pixel units (an MNIST image has norm ~ 20, the noise ~ 8.9).
+    * ``eps``: step of eq. (5), in L2 pixel units (an MNIST digit has norm ~ 27 in [-1, 1] pixels, the noise ~ 8.9).
     * ``clip``: projected gradient descent in the box [-1, 1]: the gradient components that point out of
       the box at pixels already on its faces are dropped, the rest normalised, and the step clipped. The
       models were trained only on images in [-1, 1] (8-bit intensities mapped linearly, Fig. 1); outside

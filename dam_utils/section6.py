@@ -32,7 +32,7 @@ import torch
 
 from .artifacts import entry
 from .book_models import obtain_models
-from .confidence import confidence, confidence_results, outputs_and_predictions
+from .confidence import confidence, fit_beta_sm, outputs_and_predictions
 from .data import Dataset, load_mnist
 from .deform import DeformConfig
 from .fgsm import check_epsilons, fgsm_direction, fgsm_images
@@ -137,12 +137,12 @@ def contestants(profile: str, data: Dataset, recompute: bool = False, device: st
 
 def _records(models: Mapping[str, Contestant], root: Path | None = None) -> dict[str, dict[str, str]]:
     """What a cache is checked against: each model's artifact name, SHA-256 and manifest table / key."""
-    recs = {}
+    recs, committed = {}, committed_polynets(root)
     for k, c in models.items():
         if c.family == "DAM":
             recs[k] = {**model_records([c.n], root)[str(c.n)], "table": "book_models", "key": str(c.n)}
         else:
-            name = committed_polynets(root)[table_key(c.n, c.objective)]
+            name = committed[table_key(c.n, c.objective)]
             recs[k] = {"name": name, "sha256": entry(name, root)["sha256"], "table": POLYNET_TABLE,
                        "key": table_key(c.n, c.objective)}
     return recs
@@ -220,9 +220,8 @@ def compute_section6(models: Mapping[str, Contestant], data: Dataset, profile: s
 
     t0 = time.perf_counter()
     gm = models[guard]
-    fig7 = confidence_results({gm.n: gm.model}, data)[gm.n]
-    beta = float(fig7["beta_sm"])
-    y_test, p_test = outputs_and_predictions(gm.model, data.x_test.to(dev))
+    y_test, p_test = outputs_and_predictions(gm.model, data.x_test.to(dev))  # one pass: beta_sm and the ROC
+    beta = fit_beta_sm(y_test, data.y_test.numpy(), predictions=p_test, clip=True)  # as Fig. 7 fits it
     y_train, _ = outputs_and_predictions(gm.model, data.x_train.to(dev))
     threshold = operating_threshold(confidence(y_train, beta), cfg.reject_pct)
     walls["guard"] = time.perf_counter() - t0

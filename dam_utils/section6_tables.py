@@ -125,12 +125,16 @@ def sec6_verdicts(res: Section6Results, better: str, worse: str) -> dict[str, cl
 
 
 def _fig6_column(res: Section6Results, fig6: RubbishTransferResult | None) -> int | None:
-    """The column of Fig. 6 that holds the guard (same power and the same fitted beta_sm, so the same
-    model), or None."""
+    """The column of Fig. 6 that holds the guard, or None: the same power and the same weights (SHA-256 of
+    both caches' model records; a result computed in a notebook has none, and then the same fitted beta_sm,
+    up to the float noise of another thread count, identifies the model)."""
     n = res.info[res.guard]["n"]
-    if fig6 is None or n not in fig6.n_values or not np.isclose(fig6.beta_own[n], res.beta_guard, rtol=1e-9):
+    if fig6 is None or n not in fig6.n_values:
         return None
-    return fig6.n_values.index(n)
+    theirs = fig6.config.get("models", {}).get(str(n), {}).get("sha256")
+    ours = res.config.get("models", {}).get(res.guard, {}).get("sha256")
+    same = theirs == ours if theirs and ours else bool(np.isclose(fig6.beta_own[n], res.beta_guard, rtol=1e-6))
+    return fig6.n_values.index(n) if same else None
 
 
 def detector_rocs(res: Section6Results, fig6: RubbishTransferResult | None = None) -> dict[str, dict[str, Any]]:
