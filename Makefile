@@ -3,7 +3,7 @@
 #   make book       venv + data + vendored JS, then build the site into _build/html (no code is executed)
 #   make test       everything `book` does + system packages, then the whole pytest suite
 #   make notebooks  re-execute every notebook with papermill at its committed parameters, then clean it
-#   make reproduce  recompute the cached results of chapters 4 (Figs. 5-7) and 5 from the committed models
+#   make reproduce  recompute the cached results of chapters 4 (Figs. 5-7), 5 and 7 from the committed models
 #   make bench      run benchmarks/*.py
 #   make lab        install JupyterLab into .venv and open the chapters (live widgets)
 #   make lint       ruff
@@ -50,7 +50,7 @@ venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[book,test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_PIN)" -e ".[book,test]"
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(NODEPS_PINS)
 	@$(PY) -c 'import torch; assert torch.__version__.startswith("$(patsubst torch==%,%,$(TORCH_PIN))"), torch.__version__'
 	@touch $@
@@ -135,12 +135,14 @@ notebooks: $(VENV_STAMP) $(DATA)
 # Recompute the cached results of chapter 4 from the book models in artifacts/ (Fig. 7: beta_sm fits;
 # Fig. 5: every model deforms all 10000 test images; Fig. 6: 100 rubbish images per class and model),
 # then chapter 5 (section 6: DAMs and the feed-forward networks of manifest["polynets"], transfer, FGSM and
-# the guarded pair), write artifacts/results/ with provenance, and regenerate the scorecard. Then re-run the
+# the guarded pair) and chapter 7 (the robustness audit with AutoAttack and foolbox), write artifacts/results/
+# with provenance, and regenerate the scorecard. Then re-run the
 # chapters: `make notebooks` and commit artifacts/ and the notebooks.
 REPRODUCE_ARGS ?=
 reproduce: $(VENV_STAMP) $(DATA)
 	$(PY) -m dam_utils.reproduce $(REPRODUCE_ARGS)
 	$(PY) -m dam_utils.section6
+	$(PY) -m dam_utils.audit
 	$(PY) -m dam_utils.scorecard
 
 bench: $(VENV_STAMP) $(DATA)
@@ -150,7 +152,7 @@ bench: $(VENV_STAMP) $(DATA)
 
 # JupyterLab, to read the chapters with live widgets (not needed for book or test).
 lab: $(VENV_STAMP) $(DATA)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[lab]"
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_PIN)" -e ".[lab]"
 	$(VENV)/bin/jupyter lab notebooks/
 
 lint: $(VENV_STAMP)

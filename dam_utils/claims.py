@@ -25,6 +25,10 @@ from typing import Any
 from . import paper
 
 __all__ = [
+    "AUDIT_TOL_PP",
+    "AUDIT_TRANSFER_GAP_PP",
+    "AUDIT_VERDICTS",
+    "AUDIT_WHITEBOX_MARGIN_PP",
     "BETA_FACTOR",
     "BETA_SINGLE_ABS",
     "CELL_PP",
@@ -42,6 +46,7 @@ __all__ = [
     "TEST_ERROR_PP",
     "TOLERANCE_TEXT",
     "Verdict",
+    "audit_verdict",
     "beta_single",
     "beta_sm",
     "cell",
@@ -53,11 +58,14 @@ __all__ = [
     "fig6_small_recognised",
     "fig6_small_to_large",
     "fig7_error_falls",
+    "large_n_whitebox_robust",
+    "no_masking",
     "not_computed",
     "pair_stops",
     "sec6_better",
     "split_powers",
     "test_error",
+    "whitebox_gain",
 ]
 
 #: The largest power of a "small-n" model and the smallest of a "large-n" model (section 5).
@@ -99,6 +107,18 @@ DETECT_AUC_MIN = 0.9
 #: Section 5's pairing "stops" an attack when the pair labels at most this share of the set wrongly.
 PAIR_WRONG_MAX = 10.0
 
+#: Chapter 7's audit (fixed before the full run; a probe of APGD-T on 100-200 images had been seen). A check of the
+#: gradient-masking checklist passes within this many percentage points (1 point = 1 image of 100).
+AUDIT_TOL_PP = 2.0
+#: "Robust in the white-box sense": AutoAttack's robust accuracy at the checklist's eps, in both norms, higher than
+#: the ReLU baseline's by more than this many points (the paper's claim is comparative: large n against small n).
+AUDIT_WHITEBOX_MARGIN_PP = 10.0
+#: "Robust only against transfer": the best transfer attack leaves more than this many points more images
+#: correct than the white-box attack, in either norm.
+AUDIT_TRANSFER_GAP_PP = 10.0
+AUDIT_VERDICTS = ("robust in the white-box sense", "robust only against transfer",
+                  "hard to attack because of gradient masking", "not robust")
+
 #: How each tolerance reads on the scorecard page.
 TOLERANCE_TEXT: tuple[str, ...] = (
     f"clean test error: within ± {TEST_ERROR_PP:g} percentage points",
@@ -115,6 +135,10 @@ TOLERANCE_TEXT: tuple[str, ...] = (
     f"{SEC6_FGSM_EPS:g})",
     f"section 5's detector: AUC ≥ {DETECT_AUC_MIN:g}; the pairing stops an attack: at most {PAIR_WRONG_MAX:g} % "
     "of the set labelled wrongly",
+    f"chapter 7: a check of the masking checklist passes within {AUDIT_TOL_PP:g} points; \"robust in the white-box "
+    f"sense\": AutoAttack leaves more than {AUDIT_WHITEBOX_MARGIN_PP:g} points more images correct than on the ReLU "
+    f"baseline, in both norms; \"only against transfer\": transfer leaves more than {AUDIT_TRANSFER_GAP_PP:g} "
+    "points more correct than the white-box attack",
 )
 
 NOT_COMPUTED = "not computed"
@@ -293,3 +317,47 @@ def pair_stops(claim: str, wrong_pct: float | None) -> Verdict:
     """Section 5: the pair labels at most :data:`PAIR_WRONG_MAX` percent of an attack's set wrongly."""
     tol = f"≤ {PAIR_WRONG_MAX:g} % wrong"
     return _verdict(claim, wrong_pct, "claim", tol, wrong_pct is not None and wrong_pct <= PAIR_WRONG_MAX)
+
+
+def audit_verdict(masking: bool, whitebox_gain_pp: Sequence[float], transfer_gap_pp: Sequence[float]) -> str:
+    """Chapter 7's verdict for one model (one of :data:`AUDIT_VERDICTS`), from its checklist (``masking``: a
+    check that shows masking failed) and, per norm, AutoAttack's robust accuracy minus the ReLU baseline's
+    (``whitebox_gain_pp``) and the best transfer attack's robust accuracy minus the white-box one
+    (``transfer_gap_pp``)."""
+    if masking:
+        return AUDIT_VERDICTS[2]
+    if all(g > AUDIT_WHITEBOX_MARGIN_PP for g in whitebox_gain_pp):
+        return AUDIT_VERDICTS[0]
+    if any(g > AUDIT_TRANSFER_GAP_PP for g in transfer_gap_pp):
+        return AUDIT_VERDICTS[1]
+    return AUDIT_VERDICTS[3]
+
+
+def large_n_whitebox_robust(verdicts: Mapping[int, str]) -> Verdict:
+    """The paper's title read as a white-box claim: every large-n DAM audited is "robust in the white-box sense".
+    ``ours``: how many of them are."""
+    large = [n for n in verdicts if n >= LARGE_N_MIN]
+    tol = f"every n ≥ {LARGE_N_MIN}: AutoAttack > ReLU + {AUDIT_WHITEBOX_MARGIN_PP:g} pp, no masking"
+    if not large:
+        return not_computed("large-n DAMs robust to white-box attacks (chapter 7)", "claim", tol, "")
+    ok = sum(verdicts[n] == AUDIT_VERDICTS[0] for n in large)
+    return _verdict("large-n DAMs robust to white-box attacks (chapter 7)", float(ok), "claim", tol,
+                    ok == len(large), "")
+
+
+def whitebox_gain(claim: str, gain_pp: float | None) -> Verdict:
+    """Chapter 7: AutoAttack leaves more than :data:`AUDIT_WHITEBOX_MARGIN_PP` points more images correct on a model
+    than on the ReLU baseline. ``ours``: the difference (points)."""
+    tol = f"> {AUDIT_WHITEBOX_MARGIN_PP:g} pp"
+    if gain_pp is None:
+        return not_computed(claim, "claim", tol, "pp")
+    return _verdict(claim, gain_pp, "claim", tol, gain_pp > AUDIT_WHITEBOX_MARGIN_PP, "pp")
+
+
+def no_masking(claim: str, failed_checks: int | None) -> Verdict:
+    """Chapter 7: no check of the gradient-masking checklist whose failure means masking failed. ``ours``: how many
+    did."""
+    tol = "0 failed checks"
+    if failed_checks is None:
+        return not_computed(claim, "claim", tol, "")
+    return _verdict(claim, float(failed_checks), "claim", tol, failed_checks == 0, "")

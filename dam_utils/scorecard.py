@@ -18,9 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import claims, paper, section6_tables
+from . import audit_tables, claims, paper, section6_tables
 from .artifacts import ArtifactError, read_manifest
 from .atomic import atomic_write_text
+from .audit import CHECK_EPS, load_audit
 from .confidence import beta_from_confidence
 from .paths import REPO_ROOT
 from .results_cache import (
@@ -130,7 +131,30 @@ def build_rows(root: Path | None = None) -> list[dict[str, str]]:
 
     # --- talk slides: n = 2 / n = 8 ----------------------------------------------------------------------
     rows += _cell_rows("Talk slides: adversarial transfer n = 2 / n = 8", paper.SLIDES_TRANSFER_ERROR, table5, s5)
-    return rows + _section6_rows(root, r6)
+    return rows + _section6_rows(root, r6) + _audit_rows(root)
+
+
+def _audit_rows(root: Path | None) -> list[dict[str, str]]:
+    """Chapter 7: the title read as a white-box claim, and per large-n DAM its margin over the ReLU baseline
+    under AutoAttack and its gradient-masking checks."""
+    res, state = _load(load_audit, root)
+    sec = "The title under white-box attack (chapter 7, an independent audit)"
+    ver = {} if res is None else audit_tables.verdicts(res)
+    out = []
+    for n in (20, 30):
+        key = f"DAM n={n}"
+        v = ver.get(key)
+        for norm in ("Linf", "L2"):
+            eps = CHECK_EPS[norm]
+            gain = None if v is None else v["whitebox"][norm] - v["baseline"][norm]
+            out.append(_row(sec, claims.whitebox_gain(f"{key} beats the ReLU network under AutoAttack ({norm}, "
+                                                      f"ε = {eps:g})", gain), state, digits=1))
+        out.append(_row(sec, claims.no_masking(f"{key}: no sign of gradient masking",
+                                               None if v is None else len(v["masking_checks"])), state, digits=0))
+    large = {} if res is None else {res.info[k]["n"]: x["verdict"] for k, x in ver.items()
+                                    if res.info[k]["family"] == "DAM"}
+    out.append(_row(sec, claims.large_n_whitebox_robust(large), state, digits=0))
+    return out
 
 
 def _section6_rows(root: Path | None, r6: Any) -> list[dict[str, str]]:

@@ -30,13 +30,15 @@ TIERS: tuple[tuple[str, ...], ...] = (
     # 3 training and the manifest of trained models
     ("train", "artifacts"),
     # 4 book models (load or train), attack numerics, confidence, the rectified-polynomial networks
-    ("book_models", "objectives", "descent", "confidence", "polynet"),
+    ("book_models", "objectives", "descent", "confidence", "polynet", "audit_model"),
     # 5 attacks and metrics, and studies over trained models
-    ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study", "fgsm", "pairing"),
+    ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study", "fgsm", "pairing",
+     "audit_attacks"),
     # 6 experiments across models, their results cache, and the verdicts
-    ("transfer", "results_cache", "claims", "section6"),
+    ("transfer", "results_cache", "claims", "section6", "audit"),
     # 7 presentation: figures, widgets, the scorecard page
-    ("plots", "figures_attacks", "figures_transfer", "section6_tables", "widgets", "scorecard", "chapter_glue"),
+    ("plots", "figures_attacks", "figures_transfer", "section6_tables", "audit_tables", "widgets",
+     "scorecard", "chapter_glue"),
     # 8 command lines that run a whole chapter's computation
     ("reproduce",),
 )
