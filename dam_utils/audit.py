@@ -20,7 +20,6 @@ the book's DAMs (n = 2, 3, 20, 30) and chapter 5's ReLU network (the baseline) w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -36,10 +35,16 @@ from .atomic import atomic_write
 from .audit_attacks import BOUNDED, MINIMAL, NORMS, STANDARD, AttackBudget, autoattack_standard, run_attack
 from .audit_model import AttackView, to_images
 from .data import Dataset, load_mnist
-from .params import PROFILES, Preset, check_choice, int_field
+from .data_sources import sha256_array
+from .params import PROFILES, Preset, check_choice, check_float, int_field
 from .provenance import environment_info
 from .results_cache import load_result, save_result
 from .section6 import Contestant, _records, contestants
+
+try:  # tqdm is optional: the GPU machine has torch, numpy and scipy only
+    from tqdm.auto import tqdm
+except ImportError:  # pragma: no cover
+    tqdm = None
 
 __all__ = ["AUDITED", "CHECK_EPS", "EPS", "RESULT", "UNBOUNDED_EPS", "AuditConfig", "AuditResults",
            "audited_models", "chapter_results", "compute_audit", "load_audit", "recheck_audit", "save_audit",
@@ -62,9 +67,10 @@ class AuditConfig(Preset):
     """How many images each part of the audit attacks, and the attacks' budgets (:class:`AttackBudget`).
 
     ``curve_attacks``: how much of AutoAttack's standard sequence draws the curves (2: its gradient attacks,
-    APGD-CE and APGD-T; 4: all of it). On the CPU the curves use 2 on 1000 images (FAB-T with L-inf projections
-    and Square's 5000 queries cost about 30 s and 50 s per 100 images at n = 30) and the full sequence runs at
-    the checklist's eps on ``n_check`` images, where the gain of FAB-T and Square over APGD is itself a check."""
+    APGD-CE and APGD-T; 4: all of it). On the CPU the curves use 2 on 1000 images (FAB-T's L-inf projections and
+    Square's queries dominate the cost: compare the walls ``autoattack`` and ``autoattack full`` the cache records)
+    and the full sequence runs at the checklist's eps on ``n_check`` images, where the gain of FAB-T and Square
+    over APGD is itself a check."""
 
     @property
     def curve_sequence(self) -> tuple[str, ...]:
@@ -166,9 +172,8 @@ def compute_audit(models: Mapping[str, Contestant], data: Dataset, cfg: AuditCon
     x_all, y_all = to_images(data.x_test).to(dev), data.y_test.to(dev)
     config = {"audit": cfg.to_dict(), "eps": {nm: list(EPS[nm]) for nm in NORMS}, "check_eps": CHECK_EPS,
               "unbounded_eps": UNBOUNDED_EPS, "keys": keys}
-    bar = _bar(len(keys), progress)
     parts = []
-    for k in keys:
+    for k in tqdm(keys, desc="audit: models", disable=not progress) if tqdm else keys:
         stamp = {"config": config, "model": _weights_digest(models[k].model)}
         path = parts_dir / f"{k.replace(' ', '_').replace('=', '')}.pt" if parts_dir else None
         part = torch.load(path, weights_only=False) if path and path.exists() else None
@@ -179,8 +184,6 @@ def compute_audit(models: Mapping[str, Contestant], data: Dataset, cfg: AuditCon
                 with atomic_write(path) as fh:
                     torch.save(part, fh)
         parts.append(part)
-        bar.update(1)
-    bar.close()
     info = {k: {"family": c.family, "n": c.n, "objective": c.objective,
                 "test_error": float(c.model.error_rate(data.x_test.to(dev), data.y_test))} for k, c in models.items()}
     return AuditResults(
@@ -193,11 +196,9 @@ def compute_audit(models: Mapping[str, Contestant], data: Dataset, cfg: AuditCon
 
 
 def _weights_digest(model: Any) -> str:
+    """The SHA-256 of every weight tensor (:func:`~dam_utils.data_sources.sha256_array`), for the parts' stamps."""
     tensors = model.state_dict().values() if isinstance(model, torch.nn.Module) else (model.xi, model.xc)
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return " ".join(sha256_array(t.detach().cpu().numpy()) for t in tensors)
 
 
 def _audit_one(k: str, keys: Sequence[str], views: Mapping[str, AttackView], tanh_views: Mapping[str, AttackView],
@@ -274,20 +275,6 @@ def _checklist(k: str, keys: Sequence[str], views: Mapping[str, AttackView], tan
         walls["transfer"] += time.perf_counter() - t0
     out["transfer_fooled"] = transfer
     return out
-
-
-def _bar(total: int, progress: bool) -> Any:
-    if not progress:
-        return _NoBar()
-    from tqdm.auto import tqdm  # noqa: PLC0415  (optional: the GPU machine has no tqdm)
-
-    return tqdm(total=total, desc="audit cells")
-
-
-class _NoBar:
-    def update(self, _: int) -> None: ...
-
-    def close(self) -> None: ...
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -421,6 +408,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--images", type=int, default=1000, help="the first N test images (one cell only)")
     ap.add_argument("--parts-dir", default="runs/audit", help="per-model parts of a full run (resumable)")
     args = ap.parse_args(argv)
+    if args.attack is not None:  # one cell: every argument checked before any work
+        check_choice("n", args.n, (1, *(int(k.split("=")[1]) for k in AUDITED if k != BASELINE)))
+        if args.attack in BOUNDED:
+            check_float("eps", args.eps, 0.0, None, lo_inclusive=False)
     data = load_mnist()
     models = audited_models(args.profile, data, device=args.device)
     cfg = AuditConfig.preset(args.profile)
@@ -430,7 +421,6 @@ def main(argv: list[str] | None = None) -> None:
         print({k: round(sum(w.values())) for k, w in res.walls.items()})
         return
     key = BASELINE if args.n == 1 else f"DAM n={args.n}"
-    check_choice("n", key, [k for k in AUDITED])
     x, y = to_images(data.x_test[: args.images]).to(args.device), data.y_test[: args.images]
     v = AttackView(models[key].model)
     if args.attack == "autoattack":

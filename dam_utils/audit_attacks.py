@@ -47,6 +47,8 @@ NORMS = ("Linf", "L2")
 STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 #: Attacks with an eps-ball (``run_attack(..., eps=...)``): robust accuracy at eps.
 BOUNDED = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "apgd-ce-long", "apgd-dlr-long")
+#: The attacks taken from foolbox (the others come from AutoAttack).
+FOOLBOX = ("fgsm", "pgd", "deepfool", "hsj")
 #: Minimal-distance attacks (L2; ``eps`` is ignored): per-image distance to the nearest adversarial found.
 MINIMAL = ("deepfool", "fab", "hsj")
 _AA_LOGGER = "auto-attack"
@@ -165,8 +167,7 @@ def _autoattack(view: AttackView, norm: str, eps: float, budget: AttackBudget, s
 
 
 def _device(view: AttackView) -> torch.device:
-    return next(iter(view.model.parameters())).device if isinstance(view.model, torch.nn.Module) \
-        else view.model.device
+    return view.model.device  # DAM and PolyNet both expose it
 
 
 def _foolbox(name: str, norm: str, budget: AttackBudget) -> fb.attacks.Attack:
@@ -204,7 +205,7 @@ def run_attack(name: str, view: AttackView, x: torch.Tensor, y: torch.Tensor, no
     t0 = time.perf_counter()
     bs = budget.batch_size
     with captured() as messages:
-        if name in ("fgsm", "pgd", "deepfool", "hsj"):
+        if name in FOOLBOX:
             fmodel = fb.PyTorchModel(view, bounds=(0.0, 1.0), device=dev)
             attack = _foolbox(name, norm, budget)
             parts = [attack(fmodel, x[i : i + bs], y[i : i + bs], epsilons=eps if name in BOUNDED else None)[1]

@@ -54,6 +54,11 @@ def curve_table(res: AuditResults, norm: str) -> dict[str, dict[str, list[float]
             for m, k in enumerate(res.keys)}
 
 
+def _transfer_robust(c: Mapping[str, Any]) -> float:
+    """Percent of the checklist's images that every transfer source together leaves correct."""
+    return _pct(~np.any(np.stack(list(c["transfer_fooled"].values())), 0))
+
+
 def _row(check: str, norm: str, measured: str, ok: bool) -> dict[str, Any]:
     return {"check": check, "norm": norm, "measured": measured, "passed": bool(ok), "masking_if_failed": CHECKS[check]}
 
@@ -89,9 +94,7 @@ def checklist(res: AuditResults, key: str) -> list[dict[str, Any]]:
             text += f"; on the first {Nh}: APGD {g_h:.1f} %, HopSkipJump {hsj:.1f} %"
             ok = ok and hsj >= g_h - tol
         rows.append(_row("gradient-free no stronger than gradients", norm, text, ok))
-        tr = c["transfer_fooled"]
-        any_tr = np.any(np.stack(list(tr.values())), 0)
-        tr_rob = _pct(~any_tr)
+        tr, tr_rob = c["transfer_fooled"], _transfer_robust(c)
         best = min(tr, key=lambda s: float(np.mean(~tr[s])))
         rows.append(_row("white-box at least as strong as transfer", norm,
                          f"white-box {_pct(aa_rob):.1f} %, every transfer source together {tr_rob:.1f} % "
@@ -121,7 +124,7 @@ def verdicts(res: AuditResults) -> dict[str, dict[str, Any]]:
     for k in res.keys:
         wb = {nm: robust_at_check(res, k, nm) for nm in NORMS}
         base = {nm: robust_at_check(res, BASELINE, nm) for nm in NORMS}
-        tr = {nm: _pct(~np.any(np.stack(list(res.check[k][nm]["transfer_fooled"].values())), 0)) for nm in NORMS}
+        tr = {nm: _transfer_robust(res.check[k][nm]) for nm in NORMS}
         failed = masking(res, k)
         verdict = claims.audit_verdict(bool(failed), [wb[nm] - base[nm] for nm in NORMS],
                                        [tr[nm] - wb[nm] for nm in NORMS])

@@ -108,7 +108,7 @@ DETECT_AUC_MIN = 0.9
 PAIR_WRONG_MAX = 10.0
 
 #: Chapter 7's audit (fixed before the full run; a probe of APGD-T on 100-200 images had been seen). A check of the
-#: gradient-masking checklist passes within this many percentage points (1 point = 1 image of 100).
+#: gradient-masking checklist passes within this many percentage points.
 AUDIT_TOL_PP = 2.0
 #: "Robust in the white-box sense": AutoAttack's robust accuracy at the checklist's eps, in both norms, higher than
 #: the ReLU baseline's by more than this many points (the paper's claim is comparative: large n against small n).

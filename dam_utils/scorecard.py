@@ -32,7 +32,7 @@ from .results_cache import (
     load_rubbish_results,
     load_transfer_results,
 )
-from .section6 import load_section6
+from .section6 import DAM_POWERS, load_section6
 
 __all__ = ["MARKS", "build_rows", "main", "render", "write_scorecard"]
 
@@ -141,7 +141,7 @@ def _audit_rows(root: Path | None) -> list[dict[str, str]]:
     sec = "The title under white-box attack (chapter 7, an independent audit)"
     ver = {} if res is None else audit_tables.verdicts(res)
     out = []
-    for n in (20, 30):
+    for n in (n for n in DAM_POWERS if n >= claims.LARGE_N_MIN):
         key = f"DAM n={n}"
         v = ver.get(key)
         for norm in ("Linf", "L2"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dam_utils import audit as audit_module
 from dam_utils import claims
 from dam_utils.audit import (
     AUDITED,
@@ -195,3 +196,15 @@ def test_chapter_loads_the_cpu_audit_and_refuses_a_seed_it_would_ignore(data) ->
     assert res.config["audit"] == AuditConfig.cpu().to_dict()
     with pytest.raises(ValueError, match="seed"):
         chapter_results("cpu", False, data, seed=3)
+
+
+@pytest.mark.parametrize(("argv", "name"), [(["--n", "7", "--attack", "pgd", "--eps", "0.1"], "n"),
+                                            (["--n", "30", "--attack", "pgd", "--eps", "-0.1"], "eps"),
+                                            (["--n", "30", "--attack", "apgd-t"], "eps")])
+def test_cli_cell_rejects_bad_arguments_before_any_work(argv, name, monkeypatch) -> None:
+    def no_work():
+        raise AssertionError("data was loaded before the arguments were checked")
+
+    monkeypatch.setattr(audit_module, "load_mnist", no_work)
+    with pytest.raises(ParameterError, match=f"'{name}'"):
+        audit_module.main(argv)
