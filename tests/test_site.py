@@ -29,15 +29,6 @@ from conftest import SITE_DIR
 
 pytestmark = pytest.mark.site
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = SITE_DIR.parent / "screenshots"
 
 # Directories of the built site that hold no pages a reader visits:
@@ -82,20 +73,6 @@ def site_url(site_dir: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install it with `make sysdeps` (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415  (optional: only the site test needs it)
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def _is_local(url: str) -> bool:
