@@ -176,9 +176,10 @@ def load_result(name: str, root: Path | None = None, check_models: bool = True
 
 
 def save_transfer_results(result: TransferResult, models: Mapping[str, Mapping[str, str]] | None = None,
-                          device: Any = "cpu", root: Path | None = None) -> dict[str, Any]:
-    """Write ``results/fig5_transfer.json`` + ``.npz`` atomically and register them. ``models``:
-    :func:`model_records` of the models used (default: the current book models of ``result.n_values``)."""
+                          device: Any = "cpu", root: Path | None = None, name: str = FIG5) -> dict[str, Any]:
+    """Write ``results/<name>.json`` + ``.npz`` atomically and register them (``name``: Fig. 5's table, or
+    another transfer table such as appendix A's n = 2 / n = 8). ``models``: :func:`model_records` of the
+    models used (default: the current book models of ``result.n_values``)."""
     models = models or model_records(result.n_values, root)
     config = {**result.config, "models": dict(models)}
     table, table_c = result.table(), result.table(crossed_only=True)
@@ -199,12 +200,13 @@ def save_transfer_results(result: TransferResult, models: Mapping[str, Mapping[s
               "top": result.top, "second": result.second, "crossed": result.crossed,
               "sample_positions": result.sample_positions.astype(np.int32),
               "samples": result.samples.astype(np.float32)}
-    return save_result(FIG5, "result-fig5", payload, arrays, config, result.wall_time_s, device, root)
+    kind = "result-fig5" if name == FIG5 else f"result-transfer-{name}"
+    return save_result(name, kind, payload, arrays, config, result.wall_time_s, device, root)
 
 
-def load_transfer_results(root: Path | None = None, check_models: bool = True) -> TransferResult:
-    """The cached Fig. 5 (sha256-verified; refused if the book models changed since)."""
-    doc, a = load_result(FIG5, root, check_models)
+def load_transfer_results(root: Path | None = None, check_models: bool = True, name: str = FIG5) -> TransferResult:
+    """A cached transfer table, Fig. 5's by default (sha256-verified; refused if the book models changed since)."""
+    doc, a = load_result(name, root, check_models)
     assert a is not None
     n_values = [int(n) for n in doc["n_values"]]
     return TransferResult(

@@ -33,6 +33,7 @@ from .results_cache import (
     load_transfer_results,
 )
 from .section6 import DAM_POWERS, load_section6
+from .slides import SLIDES_TRANSFER
 
 __all__ = ["MARKS", "build_rows", "main", "render", "write_scorecard"]
 
@@ -129,8 +130,11 @@ def build_rows(root: Path | None = None) -> list[dict[str, str]]:
         rows.append(_row(sec, claims.beta_sm(n, ours), s7))
     rows.append(_row(sec, claims.beta_single(beta_from_confidence(paper.BETA_SM_SINGLE_Z))))
 
-    # --- talk slides: n = 2 / n = 8 ----------------------------------------------------------------------
-    rows += _cell_rows("Talk slides: adversarial transfer n = 2 / n = 8", paper.SLIDES_TRANSFER_ERROR, table5, s5)
+    # --- talk slides: n = 2 / n = 8 (appendix A) -----------------------------------------------------------
+    rs, ss = _load(lambda r: load_transfer_results(r, name=SLIDES_TRANSFER), root)
+    table_s = {} if rs is None else {(g, t): rs.cell(g, t) for g in rs.n_values for t in rs.n_values}
+    rows += _cell_rows("Talk slides: adversarial transfer n = 2 / n = 8 (appendix A)", paper.SLIDES_TRANSFER_ERROR,
+                       table_s, ss)
     return rows + _section6_rows(root, r6) + _audit_rows(root)
 
 

@@ -35,7 +35,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study", "fgsm", "pairing",
      "audit_attacks"),
     # 6 experiments across models, their results cache, and the verdicts
-    ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces"),
+    ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces", "slides"),
     # 7 presentation: figures, widgets, the scorecard page
     ("plots", "figures_attacks", "figures_transfer", "section6_tables", "audit_tables", "widgets",
      "scorecard", "chapter_glue"),
