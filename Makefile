@@ -3,7 +3,7 @@
 #   make book       venv + data + vendored JS, then build the site into _build/html (no code is executed)
 #   make test       everything `book` does + system packages, then the whole pytest suite
 #   make notebooks  re-execute every notebook with papermill at its committed parameters, then clean it
-#   make reproduce  recompute the cached results of chapters 4 (Figs. 5-7), 5 and 7 from the committed models
+#   make reproduce  recompute the cached results (chapters 3-5, 7, appendix A) from the committed models
 #   make bench      run benchmarks/*.py
 #   make lab        open working copies of the chapters (lab/) in JupyterLab, with live widgets
 #   make lint       ruff
@@ -139,8 +139,8 @@ notebooks: $(VENV_STAMP) $(DATA)
 # Recompute the cached results of chapter 4 from the book models in artifacts/ (Fig. 7: beta_sm fits;
 # Fig. 5: every model deforms all 10000 test images; Fig. 6: 100 rubbish images per class and model),
 # then chapter 5 (section 6: DAMs and the feed-forward networks of manifest["polynets"], transfer, FGSM and
-# the guarded pair) and chapter 7 (the robustness audit with AutoAttack and foolbox), write artifacts/results/
-# with provenance, and regenerate the scorecard. Then re-run the
+# the guarded pair), chapter 7 (the robustness audit with AutoAttack and foolbox), chapter 3's explorer traces
+# and appendix A's n = 2 / n = 8 table, write artifacts/results/ with provenance, and regenerate the scorecard. Then re-run the
 # chapters: `make notebooks` and commit artifacts/ and the notebooks.
 REPRODUCE_ARGS ?=
 reproduce: $(VENV_STAMP) $(DATA)
@@ -148,6 +148,7 @@ reproduce: $(VENV_STAMP) $(DATA)
 	$(PY) -m dam_utils.section6
 	$(PY) -m dam_utils.audit
 	$(PY) -m dam_utils.explorer_traces
+	$(PY) -m dam_utils.slides
 	$(PY) -m dam_utils.scorecard
 
 bench: $(VENV_STAMP) $(DATA)
