@@ -139,9 +139,10 @@ notebooks: $(VENV_STAMP) $(DATA)
 # Recompute the cached results of chapter 4 from the book models in artifacts/ (Fig. 7: beta_sm fits;
 # Fig. 5: every model deforms all 10000 test images; Fig. 6: 100 rubbish images per class and model),
 # then chapter 5 (section 6: DAMs and the feed-forward networks of manifest["polynets"], transfer, FGSM and
-# the guarded pair), chapter 7 (the robustness audit with AutoAttack and foolbox), chapter 3's explorer traces
-# and appendix A's n = 2 / n = 8 table, write artifacts/results/ with provenance, and regenerate the scorecard. Then re-run the
-# chapters: `make notebooks` and commit artifacts/ and the notebooks.
+# the guarded pair), chapter 7 (the robustness audit with AutoAttack and foolbox), chapter 3's explorer traces,
+# appendix A's n = 2 / n = 8 table and appendix B's L-BFGS pairs (from the committed base CNN), write
+# artifacts/results/ with provenance, and regenerate the scorecard. Then re-run the chapters: `make notebooks`
+# and commit artifacts/ and the notebooks.
 REPRODUCE_ARGS ?=
 reproduce: $(VENV_STAMP) $(DATA)
 	$(PY) -m dam_utils.reproduce $(REPRODUCE_ARGS)
@@ -149,6 +150,7 @@ reproduce: $(VENV_STAMP) $(DATA)
 	$(PY) -m dam_utils.audit
 	$(PY) -m dam_utils.explorer_traces
 	$(PY) -m dam_utils.slides
+	$(PY) -m dam_utils.lbfgs_pairs
 	$(PY) -m dam_utils.scorecard
 
 bench: $(VENV_STAMP) $(DATA)

@@ -30,12 +30,12 @@ TIERS: tuple[tuple[str, ...], ...] = (
     # 3 training and the manifest of trained models
     ("train", "artifacts"),
     # 4 book models (load or train), attack numerics, confidence, the rectified-polynomial networks
-    ("book_models", "objectives", "descent", "confidence", "polynet", "audit_model"),
+    ("book_models", "objectives", "descent", "confidence", "polynet", "audit_model", "cnn"),
     # 5 attacks and metrics, and studies over trained models
     ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study", "fgsm", "pairing",
-     "audit_attacks"),
+     "audit_attacks", "lbfgs", "selective_dropout"),
     # 6 experiments across models, their results cache, and the verdicts
-    ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces", "slides"),
+    ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces", "slides", "lbfgs_pairs"),
     # 7 presentation: figures, widgets, the scorecard page
     ("plots", "figures_attacks", "figures_transfer", "section6_tables", "audit_tables", "widgets",
      "scorecard", "chapter_glue"),
