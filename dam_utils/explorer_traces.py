@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .artifacts import load_book_model
+from .book_models import obtain_models
 from .data import Dataset, load_mnist
 from .deform import DeformConfig, DeformResult, deform
 from .model import DAM
@@ -235,11 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg, dcfg = ExplorerConfig.preset(args.profile), DeformConfig.preset("cpu")
     data = load_mnist()
     t0 = time.perf_counter()
-    models, powers = {}, {}
-    for n in EXPLORER_N:
-        models[n], entry = load_book_model(n)
-        powers[n] = int(entry["config"]["m"])
-    traces = compute_explorer_traces(models, powers, data, cfg, dcfg)
+    cm = obtain_models(EXPLORER_N, "cpu", data)
+    traces = compute_explorer_traces(cm.models, cm.loss_power, data, cfg, dcfg)
     e = save_explorer_traces(traces, cfg, dcfg, time.perf_counter() - t0)
     print(f"{e['path']}: {cfg.n_images} images x {len(traces)} models in {time.perf_counter() - t0:.0f} s")
 

@@ -36,6 +36,7 @@ __all__ = [
     "FIG6_PER_CLASS",
     "N_VALUES",
     "RANGES_2016",
+    "SLIDES_IMAGENET_ACCURACY",
     "SLIDES_TRANSFER_ERROR",
     "TEST_ERROR",
     "TEST_ERROR_RANGE",
@@ -117,6 +118,9 @@ FIG6_CLAIMS: Final = (
 SLIDES_TRANSFER_ERROR: Final = MappingProxyType(
     {2: MappingProxyType({2: 100.0, 8: 32.0}), 8: MappingProxyType({2: 57.0, 8: 100.0})}
 )
+
+#: Talk slides, "Results on ImageNet": accuracy (percent) of a DAM on top of VGG16 features.
+SLIDES_IMAGENET_ACCURACY: Final = 69.0
 
 #: Number of training epochs of the published models (2016 paper, Appendix A).
 EPOCHS_2016: Final = 3000

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .book_models import obtain_models
+from .book_models import ChapterModels, obtain_models
 from .data import Dataset, load_mnist
 from .deform import DeformConfig
 from .model import DAM
@@ -180,19 +180,25 @@ class SlidesConfig(Preset):
     _PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {}, "smoke": {"n_images": 20}}
 
 
-def slides_transfer(profile: str, recompute: bool, data: Dataset, device: str | torch.device = "cpu",
-                    progress: bool = False) -> tuple[TransferResult, str]:
-    """The n = 2 / n = 8 table of the slides: chapter 4's experiment (deform to one step behind the decision
-    boundary, eq. (5); classify with both models) on the committed book models for n = 2 and 8, loaded from its
-    cache (default; refused when stale), or computed here (``recompute`` or ``smoke``; nothing is written)."""
-    if not recompute and profile != "smoke":
-        return load_transfer_results(name=SLIDES_TRANSFER), "loaded from artifacts/results/"
-    cm = obtain_models(SLIDES_N, profile, data, device=device, recompute=recompute)
+def _table(models: ChapterModels, profile: str, data: Dataset, device: str | torch.device, progress: bool
+           ) -> TransferResult:
+    """Chapter 4's experiment (deform to one step behind the decision boundary, eq. (5); classify with both) on
+    the models for n = 2 and 8."""
     cfg = SlidesConfig.preset(profile)
-    res = adversarial_transfer(cm.models, data, cfg.n_images, DeformConfig.preset(profile), m=cm.loss_power,
+    res = adversarial_transfer(models.models, data, cfg.n_images, DeformConfig.preset(profile), m=models.loss_power,
                                device=device, progress=progress)
     res.config["slides"] = cfg.to_dict()
-    return res, "computed in this notebook"
+    return res
+
+
+def slides_transfer(profile: str, recompute: bool, data: Dataset, device: str | torch.device = "cpu",
+                    progress: bool = False) -> tuple[TransferResult, str]:
+    """The n = 2 / n = 8 table of the slides on the committed book models, loaded from its cache (default; refused
+    when stale), or computed here with models trained here (``recompute`` or ``smoke``; nothing is written)."""
+    if not recompute and profile != "smoke":
+        return load_transfer_results(name=SLIDES_TRANSFER), "loaded from artifacts/results/"
+    models = obtain_models(SLIDES_N, profile, data, device=device, recompute=recompute)
+    return _table(models, profile, data, device, progress), "computed in this notebook"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -201,11 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     data = load_mnist()
-    cm = obtain_models(SLIDES_N, "cpu", data, device=args.device)
-    cfg = SlidesConfig.cpu()
-    res = adversarial_transfer(cm.models, data, cfg.n_images, DeformConfig.cpu(), m=cm.loss_power,
-                               device=args.device, progress=True)
-    res.config["slides"] = cfg.to_dict()
+    res = _table(obtain_models(SLIDES_N, "cpu", data, device=args.device), "cpu", data, args.device, True)
     e = save_transfer_results(res, device=args.device, name=SLIDES_TRANSFER)
     print(f"{e['path']}: {res.n_images} images, {res.wall_time_s:.0f} s")
 

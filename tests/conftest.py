@@ -111,3 +111,25 @@ def browser():
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def tiny(mnist, tmp_path_factory):
+    """Two smoke-profile models (n = 2, 3) registered as the book models of a fresh artifacts root:
+    ``(root, {n: model}, {n: loss power})``. Module-scoped: a test may change that root's manifest."""
+    from dam_utils import artifacts  # noqa: PLC0415
+
+    root = tmp_path_factory.mktemp("artifacts")
+    models, m = {}, {}
+    for n in (2, 3):
+        res = train(TrainConfig.smoke(n, K=40, epochs=3), mnist, progress=False)
+        artifacts.save_model(res, mnist, root=root)
+        models[n], m[n] = res.model, res.config.m
+    return root, models, m
+
+
+def notebook_digests() -> dict[str, str]:
+    """SHA-256 of every committed notebook (to prove a test left them byte-identical)."""
+    import hashlib  # noqa: PLC0415
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in committed_notebooks()}

@@ -44,18 +44,6 @@ def test_frame_positions_keep_the_crossing_and_respect_the_budget(n_steps, cross
         assert np.array_equal(keep, np.arange(n_steps))
 
 
-@pytest.fixture(scope="module")
-def tiny(mnist, tmp_path_factory):
-    """Two smoke-profile models (n = 2, 3) registered as the book models of a fresh artifacts root."""
-    root = tmp_path_factory.mktemp("artifacts")
-    models, m = {}, {}
-    for n in (2, 3):
-        res = train(TrainConfig.smoke(n, K=40, epochs=3), mnist, progress=False)
-        artifacts.save_model(res, mnist, root=root)
-        models[n], m[n] = res.model, res.config.m
-    return root, models, m
-
-
 def test_round_trip_recheck_and_stale_refusal(tiny, mnist) -> None:
     root, models, m = tiny
     cfg, dcfg = ExplorerConfig.smoke(), DeformConfig.smoke(max_steps=200)

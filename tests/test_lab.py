@@ -17,7 +17,6 @@ windowed rendering, so the explorer's cell can be found), and no news pop-up.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -31,7 +30,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import REPO_ROOT, committed_notebooks
+from conftest import REPO_ROOT, notebook_digests
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
 import lab_copies
@@ -54,9 +53,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-def _digests() -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in committed_notebooks()}
 
 
 def _group_alive(pgid: int) -> bool:
@@ -130,7 +126,7 @@ def _changed(img, before: bytes, timeout_s: float = 20.0) -> bytes:
 
 
 def test_explorer_runs_alone_in_lab_and_leaves_the_book_untouched(lab: dict[str, str], browser) -> None:
-    before = _digests()
+    before = notebook_digests()
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -174,4 +170,4 @@ def test_explorer_runs_alone_in_lab_and_leaves_the_book_untouched(lab: dict[str,
     finally:
         page.close()
     assert not errors, f"console errors in JupyterLab: {errors}; failed requests: {failed}"
-    assert _digests() == before, "a committed notebook changed while a working copy was used in Lab"
+    assert notebook_digests() == before, "a committed notebook changed while a working copy was used in Lab"

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbformat.sign import NotebookNotary
 
-from conftest import REPO_ROOT, SITE_DIR, committed_notebooks
+from conftest import REPO_ROOT, SITE_DIR, notebook_digests
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
 import lab_copies as L
@@ -24,16 +24,13 @@ import lab_copies as L
 CHAPTERS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
 
-def _digests() -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in committed_notebooks()}
-
 
 @pytest.fixture(scope="module")
 def copies(tmp_path_factory):
-    before = _digests()
+    before = notebook_digests()
     dest = tmp_path_factory.mktemp("lab")
     report = L.make_copies(dest, reset=True)
-    assert _digests() == before, "making working copies changed a committed notebook"
+    assert notebook_digests() == before, "making working copies changed a committed notebook"
     return dest, report
 
 

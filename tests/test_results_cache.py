@@ -120,18 +120,6 @@ def test_cached_fig7_matches_the_code(mnist) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny(mnist, tmp_path_factory):
-    """Two smoke-profile models (n = 2, 3) registered as the book models of a fresh artifacts root."""
-    root = tmp_path_factory.mktemp("artifacts")
-    models, m = {}, {}
-    for n in (2, 3):
-        res = train(TrainConfig.smoke(n, K=40, epochs=3), mnist, progress=False)
-        artifacts.save_model(res, mnist, root=root)
-        models[n], m[n] = res.model, res.config.m
-    return root, models, m
-
-
 def _fig5(tiny, mnist, n_images: int = 30):
     _, models, m = tiny
     torch.manual_seed(0)
