@@ -151,6 +151,7 @@ reproduce: $(VENV_STAMP) $(DATA)
 	$(PY) -m dam_utils.explorer_traces
 	$(PY) -m dam_utils.slides
 	$(PY) -m dam_utils.lbfgs_pairs
+	$(PY) -m dam_utils.hard_negatives --workers 2
 	$(PY) -m dam_utils.scorecard
 
 bench: $(VENV_STAMP) $(DATA)

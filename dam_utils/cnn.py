@@ -58,7 +58,8 @@ class BaseCNN(nn.Module):
         self.out = nn.Linear(200, 10)
 
     @staticmethod
-    def _images(x: torch.Tensor) -> torch.Tensor:
+    def standardise(x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 784) or (B, 1, 28, 28) in [0, 1] -> the standardised (B, 1, 28, 28) the first layer sees."""
         if x.ndim == 2:
             x = x.reshape(-1, 1, 28, 28)
         if x.shape[1:] != (1, 28, 28):
@@ -69,7 +70,7 @@ class BaseCNN(nn.Module):
         """Every stage for images ``x`` in [0, 1]: ``conv1`` (B, 32, 24, 24), ``conv2`` (B, 64, 4, 4) and ``fc``
         (B, 200) after their ReLU, ``pool1`` (B, 32, 8, 8), ``pool2`` (B, 64, 2, 2), ``logits`` (B, 10)."""
         a: dict[str, torch.Tensor] = {}
-        a["conv1"] = torch.relu(self.conv1(self._images(x)))
+        a["conv1"] = torch.relu(self.conv1(self.standardise(x)))
         a["pool1"] = self.pool1(a["conv1"])
         a["conv2"] = torch.relu(self.conv2(a["pool1"]))
         a["pool2"] = self.pool2(a["conv2"])

@@ -42,7 +42,7 @@ class PairsConfig(Preset):
     max_attempts: int = int_field(1000, 1, 10**6)
     seed: int = int_field(0, 0, 2**32 - 1)
 
-    _PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {}, "smoke": {"n_pairs": 4}}
+    _PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {}, "smoke": {"n_pairs": 6}}
 
 
 def adversarial_pairs(model: BaseCNN, data: Dataset, cfg: PairsConfig, lcfg: LBFGSConfig | None = None,

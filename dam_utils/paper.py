@@ -10,6 +10,9 @@ from a number typed into a notebook. Sources:
   2018 paper uses (:mod:`dam_utils.train`).
 * :data:`CITATION_SLIDES` -- D. Krotov, talk slides "Dense Associative Memories and Deep Learning"
   (the n = 2 / n = 8 adversarial transfer table, :data:`SLIDES_TRANSFER_ERROR`).
+* :data:`CITATION_HINTHORN` -- W. Hinthorn, "Visualization and Selective Dropout for Adversarial Image
+  Classification" (Princeton undergraduate report): Tables 1-3 (:data:`HINTHORN_TABLES`) and the numbers of its
+  text (``HINTHORN_*``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "BETA_SM_SINGLE_Z",
     "CITATION",
     "CITATION_2016",
+    "CITATION_HINTHORN",
     "CITATION_SLIDES",
     "EPOCHS_2016",
     "EPOCHS_BELOW_2PCT_2016",
@@ -34,6 +38,10 @@ __all__ = [
     "FIG6_CLAIMS",
     "FIG6_MEAN_CONFIDENCE",
     "FIG6_PER_CLASS",
+    "HINTHORN_BASE_ACCURACY",
+    "HINTHORN_COLUMNS",
+    "HINTHORN_N_PAIRS",
+    "HINTHORN_TABLES",
     "N_VALUES",
     "RANGES_2016",
     "SLIDES_IMAGENET_ACCURACY",
@@ -50,6 +58,10 @@ CITATION: Final = (
 CITATION_SLIDES: Final = (
     "Krotov, D. Dense Associative Memories and Deep Learning (talk slides; IBM Research, MIT-IBM Watson AI Lab, "
     "Institute for Advanced Study)."
+)
+CITATION_HINTHORN: Final = (
+    "Hinthorn, W. Visualization and Selective Dropout for Adversarial Image Classification. Undergraduate report, "
+    "Princeton University (adviser D. Dobkin)."
 )
 CITATION_2016: Final = (
     "Krotov, D. and Hopfield, J. J. (2016). Dense Associative Memory for Pattern Recognition. "
@@ -121,6 +133,26 @@ SLIDES_TRANSFER_ERROR: Final = MappingProxyType(
 
 #: Talk slides, "Results on ImageNet": accuracy (percent) of a DAM on top of VGG16 features.
 SLIDES_IMAGENET_ACCURACY: Final = 69.0
+
+#: Hinthorn's report: the base CNN's accuracy after 100 epochs (percent; §5) and the number of L-BFGS pairs (§5.1).
+HINTHORN_BASE_ACCURACY: Final = 99.0
+HINTHORN_N_PAIRS: Final = 208
+
+#: The columns of Tables 1-3: the control C (the same run under both layers) and SD_p for the second conv layer
+#: (c) and the fully connected layer (f).
+HINTHORN_COLUMNS: Final = ("C^c", "SD_0.2^c", "SD_0.5^c", "SD_0.7^c", "C^f", "SD_0.2^f", "SD_0.5^f", "SD_0.7^f")
+
+#: Tables 1-3: accuracy on the withheld adversarial images, ``HINTHORN_TABLES[grouping][eta]`` in the order of
+#: :data:`HINTHORN_COLUMNS`; groupings "both" (source and target, Table 1), "orig" (source, Table 2), "adv"
+#: (target, Table 3), eta the initial learning rate. Copied as printed, Table 3's duplicates of Table 1 included.
+HINTHORN_TABLES: Final = MappingProxyType({
+    "both": MappingProxyType({0.001: (0.4634, 0.5854, 0.4634, 0.4756, 0.4634, 0.4390, 0.4634, 0.4878),
+                              0.003: (0.5854, 0.5610, 0.4512, 0.5000, 0.5854, 0.5976, 0.5976, 0.5488)}),
+    "orig": MappingProxyType({0.001: (0.1000, 0.3000, 0.6000, 0.4000, 0.1000, 0.4000, 0.4000, 0.4000),
+                              0.003: (0.7000, 0.7000, 0.7000, 0.6000, 0.7000, 0.8000, 0.8000, 0.5000)}),
+    "adv": MappingProxyType({0.001: (0.4634, 0.5854, 0.4634, 0.4756, 0.4634, 0.4512, 0.4268, 0.4634),
+                             0.003: (0.5854, 0.5610, 0.4512, 0.5000, 0.5854, 0.5976, 0.5976, 0.5488)}),
+})
 
 #: Number of training epochs of the published models (2016 paper, Appendix A).
 EPOCHS_2016: Final = 3000

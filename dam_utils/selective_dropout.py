@@ -23,7 +23,7 @@ from torch import nn
 
 from .params import check_choice, check_float
 
-__all__ = ["LAYERS", "VOLATILITY", "masked_step", "select_units", "volatility"]
+__all__ = ["LAYERS", "VOLATILITY", "blame_concentration", "masked_step", "select_units", "volatility"]
 
 #: Target layers: the activation key of :meth:`dam_utils.cnn.BaseCNN.activations` and the module whose units
 #: the mask acts on (conv2: 64 feature maps; fc: 200 neurons).
@@ -41,6 +41,19 @@ def volatility(a_orig: torch.Tensor, a_adv: torch.Tensor, kind: str = "differenc
     if kind == "difference":
         return (a - o).norm(dim=2)
     return (a.norm(dim=2) - o.norm(dim=2)).abs()
+
+
+def blame_concentration(v: torch.Tensor, tops: tuple[float, ...] = (0.1, 0.2), quiet: float = 0.01
+                        ) -> dict[str, torch.Tensor]:
+    """How concentrated the volatility ``v`` (B, U) of B pairs is (the "concentration of blame" of Fig. 10), per
+    pair (B,): ``top10`` / ``top20`` the share of sum_j v_j carried by the 10 % / 20 % most volatile units (0.1 /
+    0.2 if blame were spread evenly), ``quiet`` the fraction of units below 1 % of the pair's largest v_j."""
+    v = v.double()
+    ranked = v.sort(dim=1, descending=True).values
+    total = ranked.sum(1).clamp_min(torch.finfo(torch.float64).tiny)
+    out = {f"top{round(100 * t)}": ranked[:, : math.ceil(t * v.shape[1])].sum(1) / total for t in tops}
+    out["quiet"] = (v < quiet * ranked[:, :1]).double().mean(1)
+    return out
 
 
 def select_units(v: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:

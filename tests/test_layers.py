@@ -33,11 +33,12 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("book_models", "objectives", "descent", "confidence", "polynet", "audit_model", "cnn"),
     # 5 attacks and metrics, and studies over trained models
     ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study", "fgsm", "pairing",
-     "audit_attacks", "lbfgs", "selective_dropout"),
+     "audit_attacks", "lbfgs", "selective_dropout", "deconvnet"),
     # 6 experiments across models, their results cache, and the verdicts
-    ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces", "slides", "lbfgs_pairs"),
+    ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces", "slides", "lbfgs_pairs",
+     "hard_negatives", "hinthorn"),
     # 7 presentation: figures, widgets, the scorecard page
-    ("plots", "figures_attacks", "figures_transfer", "section6_tables", "audit_tables", "widgets",
+    ("plots", "figures_attacks", "figures_transfer", "section6_tables", "audit_tables", "widgets", "figures_hinthorn",
      "scorecard", "chapter_glue"),
     # 8 command lines that run a whole chapter's computation
     ("reproduce",),

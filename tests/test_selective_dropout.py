@@ -8,7 +8,7 @@ import torch
 
 from dam_utils.cnn import BaseCNN, CNNConfig, torch_sgd
 from dam_utils.params import ParameterError
-from dam_utils.selective_dropout import masked_step, select_units, volatility
+from dam_utils.selective_dropout import blame_concentration, masked_step, select_units, volatility
 
 
 def test_volatility_definitions() -> None:
@@ -67,3 +67,16 @@ def test_control_is_a_plain_step() -> None:
     masked_step(a, opt_a, "fc", None, lambda: torch.nn.functional.cross_entropy(a(x), y))
     masked_step(b, opt_b, "fc", torch.arange(200), lambda: torch.nn.functional.cross_entropy(b(x), y))  # p = 1
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_blame_concentration() -> None:
+    even = blame_concentration(torch.ones(2, 200))  # blame spread evenly: shares equal the unit fractions
+    assert torch.allclose(even["top10"], torch.tensor(0.1, dtype=torch.float64))
+    assert torch.allclose(even["top20"], torch.tensor(0.2, dtype=torch.float64))
+    assert even["quiet"].eq(0).all()
+    v = torch.zeros(1, 10)
+    v[0, 3] = 9.0
+    v[0, 7] = 1.0
+    one = blame_concentration(v)  # top 10 % = 1 unit carries 9 of 10; 8 of 10 units are silent
+    assert one["top10"].item() == pytest.approx(0.9) and one["top20"].item() == pytest.approx(1.0)
+    assert one["quiet"].item() == pytest.approx(0.8)
