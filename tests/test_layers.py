@@ -30,7 +30,8 @@ TIERS: tuple[tuple[str, ...], ...] = (
     # 3 training and the manifest of trained models
     ("train", "artifacts"),
     # 4 book models (load or train), attack numerics, confidence, the rectified-polynomial networks
-    ("book_models", "objectives", "descent", "confidence", "polynet", "audit_model", "cnn"),
+    ("book_models", "objectives", "descent", "confidence", "polynet", "audit_model", "cnn", "hopfield",
+     "dense_net"),
     # 5 attacks and metrics, and studies over trained models
     ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study", "fgsm", "pairing",
      "audit_attacks", "lbfgs", "selective_dropout", "deconvnet"),

@@ -1,0 +1,116 @@
+"""dam_utils.hopfield: eq. (1) and eq. (2) against loops, the one-flip energy identity, the iterative rule
+making every stored pattern a strict local minimum where Hebb's rule fails, the baselines' fixed points, and
+recall (energy never rises; a stored pattern is recovered from a few flipped bits)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dam_utils.hopfield import (
+    IterativeConfig,
+    basin_sizes,
+    binarise,
+    energy,
+    hebbian,
+    iterative_rule,
+    label_of,
+    pattern_health,
+    pseudo_inverse,
+    recall,
+    storkey,
+    transform_memory,
+)
+from dam_utils.params import ParameterError
+
+
+def _patterns(p: int, n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.where(torch.rand(p, n, generator=g) > 0.5, 1.0, -1.0).double()
+
+
+def test_eq1_and_eq2_against_loops() -> None:
+    xi = _patterns(3, 7)
+    w = hebbian(xi, zero_diagonal=False)
+    for i in range(7):
+        for j in range(7):
+            assert w[i, j] == pytest.approx(sum(float(xi[m, i] * xi[m, j]) for m in range(3)) / 7)
+    s = _patterns(2, 7, seed=1)
+    e = energy(w, s)
+    for b in range(2):
+        loop = -0.5 * sum(float(w[i, j] * s[b, i] * s[b, j]) for i in range(7) for j in range(7))
+        assert e[b].item() == pytest.approx(loop)
+    assert torch.diagonal(hebbian(xi)).abs().max() == 0
+
+
+def test_one_flip_neighbour_energies() -> None:
+    xi = _patterns(4, 20)
+    w = hebbian(xi)
+    health = pattern_health(w, xi)
+    for mu in range(4):
+        neigh = xi[mu].repeat(20, 1)
+        neigh[torch.arange(20), torch.arange(20)] *= -1  # row i: bit i flipped
+        brute = energy(w, neigh)
+        assert health["neighbour_min"][mu].item() == pytest.approx(brute.min().item())
+        assert health["neighbour_mean"][mu].item() == pytest.approx(brute.mean().item())
+        assert bool(health["strict_min"][mu]) == bool((brute > health["energy"][mu]).all())
+
+
+def test_iterative_rule_makes_strict_minima_where_hebb_fails() -> None:
+    xi = _patterns(25, 100)  # load 0.25: far beyond Hebb's capacity
+    before = pattern_health(hebbian(xi), xi)
+    assert before["unstable"].sum() > 0 and not before["strict_min"].all()
+    w, history = iterative_rule(xi, IterativeConfig(samples=100, max_iter=200), keep=(0,))
+    after = pattern_health(w, xi)
+    assert after["strict_min"].all() and history[-1]["violations"] == 0
+    assert torch.equal(history[0]["w"], hebbian(xi))
+    assert torch.allclose(w, w.T) and torch.diagonal(w).abs().max() == 0
+
+
+def test_baselines_store_their_patterns() -> None:
+    xi = _patterns(10, 100)
+    assert pattern_health(pseudo_inverse(xi), xi)["fixed"].all()
+    assert pattern_health(storkey(xi), xi)["fixed"].all()
+
+
+def test_recall_descends_and_recovers_patterns() -> None:
+    xi = _patterns(5, 200)
+    w = hebbian(xi)
+    g = torch.Generator().manual_seed(3)
+    noisy = xi.repeat(4, 1)
+    flip = torch.rand(noisy.shape, generator=g) < 0.1
+    noisy[flip] *= -1
+    out, sweeps = recall(w, noisy)
+    assert (energy(w, out) <= energy(w, noisy) + 1e-9).all()  # asynchronous updates never raise eq. (2)
+    assert torch.equal(out, xi.repeat(4, 1)) and (sweeps <= 100).all()
+    again, _ = recall(w, out)
+    assert torch.equal(again, out)  # a fixed point stays
+    labels = torch.arange(5) * 2
+    assert torch.equal(label_of(out, xi, labels), labels.repeat(4))
+    assert (basin_sizes(w, xi, max_flips=40, step=10, trials=3) >= 10).all()
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="spins"):
+        hebbian(torch.rand(3, 10))
+    with pytest.raises(ParameterError, match="'threshold'"):
+        binarise(torch.rand(2, 4), threshold=2.0)
+    with pytest.raises(ParameterError, match="'flips'"):
+        IterativeConfig(flips=0)
+    assert set(binarise(torch.tensor([[0.2, 0.6]])).flatten().tolist()) == {-1.0, 1.0}
+
+
+def test_transformations_of_the_memory() -> None:
+
+    xi = _patterns(4, 50)
+    w = hebbian(xi)
+    g = torch.Generator().manual_seed(2)
+    perm = torch.randperm(50, generator=g)
+    signs = torch.where(torch.rand(50, generator=g) > 0.5, 1.0, -1.0).double()
+    assert torch.allclose(transform_memory(w, perm=perm), hebbian(xi[:, perm]))  # P W P^T stores P xi
+    assert torch.allclose(transform_memory(w, signs=signs), hebbian(xi * signs))  # D W D stores D xi
+    one = transform_memory(w, perm=perm, one_sided=True)
+    assert not torch.allclose(one, one.T)  # P W is no longer symmetric
+    assert torch.allclose(energy(w, xi), energy(w, -xi))  # the trivial symmetry E(s) = E(-s)
+    # The transformed memory holds the transformed patterns as fixed points.
+    assert pattern_health(transform_memory(w, perm=perm), xi[:, perm])["fixed"].all()
