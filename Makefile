@@ -119,9 +119,10 @@ book: $(VENV_STAMP) $(DATA) $(VENDOR_STAMP)
 
 # --- Tests ----------------------------------------------------------------------------------------
 # One pytest run over everything: unit tests, notebook hygiene, papermill smoke tests, the site in
-# headless Chromium (tests/), and nbval re-executing every notebook listed in NOTEBOOKS.
+# headless Chromium (tests/), and nbval re-executing every notebook listed in NOTEBOOKS; the 25 slowest
+# tests are listed at the end, to keep the run under its 30-minute budget.
 test: $(VENV_STAMP) sysdeps $(DATA) book
-	$(VENV)/bin/pytest tests $(NOTEBOOKS) --nbval --nbval-current-env
+	$(VENV)/bin/pytest tests $(NOTEBOOKS) --nbval --nbval-current-env --durations=25
 
 # --- Maintenance ----------------------------------------------------------------------------------
 # Re-run each notebook at its committed parameters (no -p: papermill injects nothing), from its own

@@ -36,7 +36,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study", "fgsm", "pairing",
      "audit_attacks", "lbfgs", "selective_dropout", "deconvnet"),
     # 6 experiments across models, their results cache, and the verdicts
-    ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces", "slides", "lbfgs_pairs",
+    ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces", "slides", "lbfgs_pairs", "musunuru",
      "hard_negatives", "hinthorn"),
     # 7 presentation: figures, widgets, the scorecard page
     ("plots", "figures_attacks", "figures_transfer", "section6_tables", "audit_tables", "widgets", "figures_hinthorn",
