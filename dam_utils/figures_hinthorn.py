@@ -123,12 +123,11 @@ def fig11_group(model: BaseCNN, x: torch.Tensor, x_adv: torch.Tensor, title: str
     return fig
 
 
-def fig12_units(model: BaseCNN, x: torch.Tensor, x_adv: torch.Tensor, title: str) -> Figure:
+def fig12_units(model: BaseCNN, x: torch.Tensor, x_adv: torch.Tensor, v: np.ndarray, title: str) -> Figure:
     """Fig. 12: the 64 conv2 units' deconvnet projections, adversarial minus original averaged over a group's
-    members, on one colour scale; each tile titled with the unit's mean volatility (norm of the difference)."""
+    members, on one colour scale; each tile titled with the unit's volatility ``v`` (64,)
+    (:func:`dam_utils.hinthorn.mean_volatility`)."""
     d = (project_units(model, x_adv, "conv2") - project_units(model, x, "conv2")).mean(0).numpy()  # (64, 784)
-    with torch.no_grad():
-        v = volatility(model.activations(x)["conv2"], model.activations(x_adv)["conv2"]).mean(0).numpy()
     lim = float(np.abs(d).max())
     fig, axes = plt.subplots(8, 8, figsize=(9, 10))
     for u, ax in enumerate(axes.flat):

@@ -7,7 +7,7 @@ to every DAM). Every threshold of a verdict is a constant here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from . import paper
 from .claims import Verdict
 from .cnn import BaseCNN, CNNConfig, committed_cnn, load_cnn, train_cnn
 from .data import Dataset
-from .hard_negatives import ARMS, ETAS, GROUPINGS, SDConfig, load_hard_negatives, train_grid
+from .hard_negatives import ARMS, ETAS, GROUPINGS, WIDTH, SDConfig, load_hard_negatives, train_grid
 from .lbfgs import LBFGSConfig
 from .lbfgs_pairs import PairsConfig, adversarial_pairs, load_pairs
 from .params import check_choice
@@ -25,21 +25,26 @@ from .selective_dropout import blame_concentration, volatility
 
 __all__ = [
     "COLUMN_ARM",
+    "arm_gaps",
     "blame_table",
     "blame_verdict",
     "bridge_verdict",
+    "cell_means",
     "claim_verdicts",
     "classify_pairs",
     "convergence_epochs",
     "final_values",
+    "implied_denominator",
     "instability",
     "instability_verdict",
+    "mean_volatility",
     "obtain_cnn",
     "obtain_grid",
     "obtain_pairs",
     "report_rows",
     "retention",
     "speed_and_retention",
+    "verdict_rows",
 ]
 
 #: Arm index (into :data:`~dam_utils.hard_negatives.ARMS`) of each column of the report's tables.
@@ -117,6 +122,41 @@ def report_rows(grid: Mapping[str, np.ndarray], grouping: str) -> list[dict[str,
     return rows
 
 
+def cell_means(grid: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Every cell of Tables 1-3: grouping, eta, column, our mean over the seeds and the report's value (both as
+    accuracies in [0, 1]), in the report's order."""
+    final = final_values(grid)  # (S, G, H, A)
+    return [{"grouping": grouping, "eta": eta, "column": col, "ours": float(final[:, g, h, a].mean()), "report": ref}
+            for g, grouping in enumerate(GROUPINGS) for h, eta in enumerate(ETAS)
+            for (col, a), ref in zip(COLUMN_ARM.items(), paper.HINTHORN_TABLES[grouping][eta], strict=True)]
+
+
+def implied_denominator(values: Sequence[float], max_k: int = 1000, tol: float = 5e-4) -> int | None:
+    """The smallest k such that every value (printed to 4 decimals) is a multiple of 1/k: the number of withheld
+    images a table of accuracies implies. None if no k up to ``max_k`` fits."""
+    return next((k for k in range(1, max_k + 1) if all(abs(v * k - round(v * k)) <= tol * k for v in values)), None)
+
+
+def arm_gaps(grid: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The arm farthest from the control (the largest |mean paired difference| over cells), its gap and cell, the
+    largest gap of every other arm, and the control's seed-to-seed sd (mean over cells); gaps and sd in points."""
+    final = final_values(grid)
+    gaps = (final[..., 1:] - final[..., :1]).mean(0)  # (grouping, eta, SD arm)
+    g, h, a = np.unravel_index(np.abs(gaps).argmax(), gaps.shape)
+    sd = 100 * float(final[..., 0].std(0, ddof=1).mean()) if len(final) > 1 else float("nan")
+    return {"arm": ARMS[a + 1][0], "gap": 100 * float(gaps[g, h, a]), "cell": f"{GROUPINGS[g]}, η = {ETAS[h]:g}",
+            "other_gap": 100 * float(np.abs(np.delete(gaps, a, axis=2)).max()), "control_sd": sd}
+
+
+def verdict_rows(verdicts: Sequence[Verdict]) -> list[dict[str, str]]:
+    """The verdicts as table rows: claim, the report's value, ours, the rule and the verdict."""
+    def shown(value: Any, unit: str) -> str:
+        return (f"{value:.2f}" if isinstance(value, float) else str(value)) + (f" {unit}" if unit else "")
+
+    return [{"claim": v.claim, "report": shown(v.paper, v.unit if isinstance(v.paper, float) else ""),
+             "ours": shown(v.ours, v.unit), "rule": v.tolerance, "verdict": v.state} for v in verdicts]
+
+
 def convergence_epochs(curve: np.ndarray, n_val: int) -> int:
     """E6: the first epoch (1-based) after which the accuracy ``curve`` (epochs,) stays within one validation
     example (1 / ``n_val``) of its final value."""
@@ -140,7 +180,7 @@ def instability(grid: Mapping[str, np.ndarray]) -> dict[tuple[str, float], np.nd
     for a, (_, layer, p) in enumerate(ARMS):
         if layer is None:
             continue
-        width = 64 if layer == "conv2" else 200
+        width = WIDTH[layer]
         sel = grid["selected"][:, :, :, a, :width].reshape(-1, width)  # (runs, width)
         steps = grid["steps"][:, :, :, a].reshape(-1, 1)
         out[(layer, p)] = (sel / np.maximum(steps, 1))[steps[:, 0] > 0]
@@ -160,6 +200,12 @@ def blame_table(model: BaseCNN, x: torch.Tensor, x_adv: torch.Tensor) -> list[di
                          "top 10 % share": float(c["top10"].mean()), "top 20 % share": float(c["top20"].mean()),
                          "quiet units (< 1 % of max)": float(c["quiet"].mean())})
     return rows
+
+
+def mean_volatility(model: BaseCNN, x: torch.Tensor, x_adv: torch.Tensor, layer: str = "conv2") -> np.ndarray:
+    """Each unit's volatility (§6's norm of the difference) in ``layer``, averaged over the pairs (x, x_adv)."""
+    with torch.no_grad():
+        return volatility(model.activations(x)[layer], model.activations(x_adv)[layer]).mean(0).numpy()
 
 
 def classify_pairs(classifiers: Mapping[str, Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
@@ -212,8 +258,9 @@ def claim_verdicts(grid: Mapping[str, np.ndarray], cfg: SDConfig) -> list[Verdic
         out.append(Verdict(f"best SD minus control falls from η = {lo:g} to {hi:g} ({grouping})",
                            100 * (best[0] - best[1]), ref[0] - ref[1], "> 0",
                            "holds" if best[0] > best[1] else "does not hold", "pp"))
-    wins = sum(max(_paired(final, g, h, a)[0] - BEATS_SE * _paired(final, g, h, a)[1] for a in range(1, len(ARMS)))
-               > 0 for g in range(len(GROUPINGS)) for h in range(len(ETAS)))
+    best_margin = [max(m - BEATS_SE * se for m, se in (_paired(final, g, h, a) for a in range(1, len(ARMS))))
+                   for g in range(len(GROUPINGS)) for h in range(len(ETAS))]
+    wins = sum(m > 0 for m in best_margin)
     ref_wins = sum(max(_report_gap(gr, eta, a) for a in range(1, len(ARMS))) > 0 for gr in GROUPINGS for eta in ETAS)
     cells = len(GROUPINGS) * len(ETAS)
     out.append(Verdict(f"some SD_p beats the control in nearly every grouping x η (of {cells})", float(wins),

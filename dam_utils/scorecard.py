@@ -211,13 +211,15 @@ def _hinthorn_rows(root: Path | None) -> list[dict[str, str]]:
                                         paper.HINTHORN_N_PAIRS, "= 208", claims.NOT_COMPUTED if n is None else
                                         "holds" if n == paper.HINTHORN_N_PAIRS else "does not hold", ""), ps, digits=0))
     res, gs = _load(load_hard_negatives, root)
-    final = None if res is None else hinthorn.final_values(res[0])
+    cells = [] if res is None else hinthorn.cell_means(res[0])
+    ours = {(c["grouping"], c["eta"], c["column"]): c["ours"] for c in cells}
     for k, grouping in enumerate(GROUPINGS):
         sec = f"Hinthorn's Table {k + 1}: withheld adversarials right, mean of our seeds (appendix B)"
-        for h, eta in enumerate(ETAS):
-            for (col, a), ref in zip(hinthorn.COLUMN_ARM.items(), paper.HINTHORN_TABLES[grouping][eta], strict=True):
-                ours = None if final is None else 100.0 * float(final[:, k, h, a].mean())
-                out.append(_row(sec, claims.cell(f"η = {eta:g}, {col}", ours, 100.0 * ref), gs, digits=1))
+        for eta in ETAS:
+            for col, ref in zip(hinthorn.COLUMN_ARM, paper.HINTHORN_TABLES[grouping][eta], strict=True):
+                v = ours.get((grouping, eta, col))
+                out.append(_row(sec, claims.cell(f"η = {eta:g}, {col}", None if v is None else 100.0 * v, 100.0 * ref),
+                                gs, digits=1))
     sec = "Hinthorn's claims about selective dropout (appendix B)"
     if res is None:
         return [*out, _row(sec, claims.not_computed("the report's claims (§5.5-5.6)", "claim"), gs)]

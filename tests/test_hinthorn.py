@@ -94,3 +94,19 @@ def test_blame_and_bridge_verdicts() -> None:
     v = hinthorn.bridge_verdict(rows)
     assert v.ours == 79.0 and v.state == "does not hold"  # the attacked CNN itself does not count
     assert hinthorn.bridge_verdict(rows[:2]).state == "holds"
+
+
+def test_denominators_cells_gaps_and_rows() -> None:
+    flat = {g: [v for row in paper.HINTHORN_TABLES[g].values() for v in row] for g in paper.HINTHORN_TABLES}
+    assert hinthorn.implied_denominator(flat["both"]) == 82  # 38/82 ... 49/82 (reading notes, A.3)
+    assert hinthorn.implied_denominator(flat["orig"]) == 10
+    assert hinthorn.implied_denominator(flat["adv"]) == 82  # not 10: the duplication the appendix flags
+    assert hinthorn.implied_denominator([1 / 3, 0.5]) == 6 and hinthorn.implied_denominator([0.12345], 50) is None
+    g = _grid(0.2)
+    cells = hinthorn.cell_means(g)
+    assert len(cells) == 48 and [c["report"] for c in cells[:8]] == list(paper.HINTHORN_TABLES["both"][0.001])
+    assert cells[0]["ours"] == pytest.approx(hinthorn.final_values(g)[:, 0, 0, 0].mean())
+    far = hinthorn.arm_gaps(g)
+    assert far["gap"] == pytest.approx(20.0, abs=3.0) and far["other_gap"] == pytest.approx(20.0, abs=3.0)
+    rows = hinthorn.verdict_rows(hinthorn.claim_verdicts(g, SDConfig(epochs=3, n_seeds=4)))
+    assert rows[0]["report"] == "12.20 pp" and rows[0]["verdict"] == "holds"
