@@ -141,7 +141,8 @@ notebooks: $(VENV_STAMP) $(DATA)
 # Fig. 5: every model deforms all 10000 test images; Fig. 6: 100 rubbish images per class and model),
 # then chapter 5 (section 6: DAMs and the feed-forward networks of manifest["polynets"], transfer, FGSM and
 # the guarded pair), chapter 7 (the robustness audit with AutoAttack and foolbox), chapter 3's explorer traces,
-# appendix A's n = 2 / n = 8 table and appendix B's L-BFGS pairs (from the committed base CNN), write
+# appendix A's n = 2 / n = 8 table, appendix B's L-BFGS pairs and grid (from the committed base CNN) and
+# appendix C's draws of adversarial images and permuted copies (from the committed dense network), write
 # artifacts/results/ with provenance, and regenerate the scorecard. Then re-run the chapters: `make notebooks`
 # and commit artifacts/ and the notebooks.
 REPRODUCE_ARGS ?=
@@ -153,6 +154,7 @@ reproduce: $(VENV_STAMP) $(DATA)
 	$(PY) -m dam_utils.slides
 	$(PY) -m dam_utils.lbfgs_pairs
 	$(PY) -m dam_utils.hard_negatives --workers 2
+	$(PY) -m dam_utils.musunuru
 	$(PY) -m dam_utils.scorecard
 
 bench: $(VENV_STAMP) $(DATA)

@@ -151,6 +151,8 @@ def arm_gaps(grid: Mapping[str, np.ndarray]) -> dict[str, Any]:
 def verdict_rows(verdicts: Sequence[Verdict]) -> list[dict[str, str]]:
     """The verdicts as table rows: claim, the report's value, ours, the rule and the verdict."""
     def shown(value: Any, unit: str) -> str:
+        if value is None:
+            return "–"
         return (f"{value:.2f}" if isinstance(value, float) else str(value)) + (f" {unit}" if unit else "")
 
     return [{"claim": v.claim, "report": shown(v.paper, v.unit if isinstance(v.paper, float) else ""),
@@ -209,16 +211,18 @@ def mean_volatility(model: BaseCNN, x: torch.Tensor, x_adv: torch.Tensor, layer:
 
 
 def classify_pairs(classifiers: Mapping[str, Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
-                   x_adv: torch.Tensor, label: np.ndarray, target: np.ndarray) -> list[dict[str, Any]]:
+                   x_adv: torch.Tensor, label: np.ndarray, target: np.ndarray, attacked: str = "CNN"
+                   ) -> list[dict[str, Any]]:
     """The bridge: every classifier (pixels in [-1, 1], the book's convention -> labels) on the originals and the
-    CNN's adversarials (x, x_adv (P, 784) in [0, 1]): percent right on each, and percent that take the CNN's target."""
+    adversarials of the ``attacked`` network (x, x_adv (P, 784) in [0, 1]): percent right on each, and percent
+    that take the attack's target."""
     y, t = torch.as_tensor(label), torch.as_tensor(target)
     rows = []
     for name, predict in classifiers.items():
         po, pa = predict(2 * x - 1).cpu(), predict(2 * x_adv - 1).cpu()
         rows.append({"model": name, "originals right (%)": 100.0 * float((po == y).double().mean()),
                      "adversarials right (%)": 100.0 * float((pa == y).double().mean()),
-                     "CNN's target taken (%)": 100.0 * float((pa == t).double().mean())})
+                     f"{attacked}'s target taken (%)": 100.0 * float((pa == t).double().mean())})
     return rows
 
 

@@ -7,7 +7,8 @@ States are spins s in {-1, +1}^N (a binarised image: pixel > 0.5 -> +1). With P 
 * eq. (2), the energy: E(s) = -1/2 sum_ij W_ij s_i s_j (:func:`energy`);
 * the iterative rule of §II.A.2, given only in words ("flipping states of the patterns randomly and checking the
   lowering of energy"), made concrete in :func:`iterative_rule`: start from the Hebbian W; at every iteration
-  and for every pattern, draw neighbours with ``k`` random bits flipped; each neighbour that is not higher in
+  and for every pattern, draw neighbours with ``k`` random bits flipped (for k = 1 the bits in a random order
+  without repetition, so that ``samples`` >= N checks every bit once); each neighbour that is not higher in
   energy than its pattern (by a margin ``kappa``) adds eta/N (xi xi^T - s s^T), which lowers the pattern's
   energy against that neighbour. For k = 1, E(s) - E(xi) = 2 xi_i h_i: the check is "bit i is unstable";
 * two standard baselines the document does not use: :func:`storkey` and :func:`pseudo_inverse`;
@@ -22,12 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from .params import Preset, check_float, check_int, float_field, int_field
 
 __all__ = ["IterativeConfig", "basin_sizes", "binarise", "energy", "hebbian", "iterative_rule", "label_of",
-           "pattern_health", "pseudo_inverse", "recall", "storkey", "transform_memory"]
+           "pattern_health", "pseudo_inverse", "recall", "sphere_landscape", "storkey", "transform_memory"]
 
 
 def binarise(x01: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -73,6 +75,14 @@ class IterativeConfig(Preset):
     _PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {}, "smoke": {"samples": 50, "max_iter": 5}}
 
 
+def _neighbours(m: int, n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """The bits to flip for ``m`` neighbours (M, k): ``k`` distinct bits each; for k = 1 the bits run through
+    random permutations of all ``n``, so ``m >= n`` neighbours check every bit once."""
+    if k == 1:
+        return torch.rand(-(-m // n), n, generator=gen).argsort(1).reshape(-1)[:m, None]
+    return torch.rand(m, n, generator=gen).topk(k, 1).indices
+
+
 def iterative_rule(xi: torch.Tensor, cfg: IterativeConfig, keep: tuple[int, ...] = ()
                    ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """Train W from the Hebbian start with the flip-and-check rule (module doc). At each iteration, for each
@@ -90,12 +100,16 @@ def iterative_rule(xi: torch.Tensor, cfg: IterativeConfig, keep: tuple[int, ...]
         if it in keep:
             rec["w"] = w.clone()
         for mu in range(p):
-            s = xi[mu].repeat(cfg.samples, 1)  # (M, N) copies of the pattern
-            idx = torch.rand(cfg.samples, n, generator=gen).argsort(1)[:, : cfg.flips]  # k distinct bits each
-            s.scatter_(1, idx, -s.gather(1, idx))
-            bad = energy(w, s) <= energy(w, xi[mu : mu + 1]) + cfg.kappa  # (M,) not higher than the pattern
+            x = xi[mu]
+            idx = _neighbours(cfg.samples, n, cfg.flips, gen)  # (M, k)
+            # s = x with the bits F flipped: E(s) - E(x) = 2 sum_{i in F} x_i h_i - 2 sum_{i, j in F} x_i W_ij x_j
+            xf = x[idx]  # (M, k)
+            rise = 2 * (xf * (w @ x)[idx]).sum(1) - 2 * (xf[:, :, None] * w[idx[:, :, None], idx[:, None, :]]
+                                                          * xf[:, None, :]).sum((1, 2))
+            bad = rise <= cfg.kappa  # (M,) neighbours not higher than the pattern
             if bad.any():
-                sb = s[bad]
+                sb = x.repeat(int(bad.sum()), 1)
+                sb.scatter_(1, idx[bad], -xf[bad])
                 w += cfg.eta / n * (int(bad.sum()) * torch.outer(xi[mu], xi[mu]) - sb.T @ sb)
                 w.fill_diagonal_(0.0)
                 rec["violations"] += int(bad.sum())
@@ -130,35 +144,39 @@ def pseudo_inverse(xi: torch.Tensor) -> torch.Tensor:
     return w.fill_diagonal_(0.0)
 
 
-def recall(w: torch.Tensor, s0: torch.Tensor, max_sweeps: int = 100, seed: int = 0
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def recall(w: torch.Tensor, s0: torch.Tensor, max_sweeps: int = 100, seed: int = 0,
+           relabel: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Asynchronous recall from states ``s0`` (B, N): each sweep visits the units in a random order (the same for
-    the batch), s_i <- sign(h_i) with h = W s, keeping s_i when h_i = 0. Returns the final states (B, N) and the
-    number of sweeps each state needed until a sweep changed nothing (``max_sweeps`` + 1 if it never settled)."""
+    the batch), s_i <- sign(h_i) with h = W s, keeping s_i when h_i = 0. ``relabel`` (N,) maps the units of
+    that order to other labels: a memory whose units were permuted (W[p][:, p]) visits ``argsort(p)[order]``, the
+    same units as the original in the same order. Returns the final states (B, N) and the number of sweeps each
+    state needed until a sweep changed nothing (``max_sweeps`` + 1 if it never settled)."""
     _check_spins(s0, "s0")
     max_sweeps = check_int("max_sweeps", max_sweeps, 1, 100000)
-    s = s0.to(w.dtype).clone()
-    h = s @ w  # (B, N); W symmetric
+    wn = w.detach().cpu().numpy()
+    s = s0.detach().cpu().to(w.dtype).numpy().copy()  # (B, N)
+    h = s @ wn  # (B, N); W symmetric
     gen = torch.Generator().manual_seed(seed)
-    sweeps = torch.full((len(s),), max_sweeps + 1, dtype=torch.long)
-    active = torch.ones(len(s), dtype=torch.bool)
+    sweeps = np.full(len(s), max_sweeps + 1, dtype=np.int64)
+    live = np.arange(len(s))  # states still changing: only these are updated (numpy: less overhead per unit)
     for sweep in range(1, max_sweeps + 1):
-        changed = torch.zeros(len(s), dtype=torch.bool)
-        for i in torch.randperm(s.shape[1], generator=gen).tolist():
-            new = torch.where(h[:, i] > 0, 1.0, torch.where(h[:, i] < 0, -1.0, s[:, i]))
-            flip = (new != s[:, i]) & active
+        order = torch.randperm(s.shape[1], generator=gen)
+        ls, lh = s[live], h[live]
+        changed = np.zeros(len(live), dtype=bool)
+        for i in (order if relabel is None else relabel[order]).tolist():
+            hi, si = lh[:, i], ls[:, i]
+            flip = ((hi > 0) & (si < 0)) | ((hi < 0) & (si > 0))  # sign(h_i) differs; a tie keeps s_i
             if flip.any():
-                rows = flip.nonzero().squeeze(1)
-                delta = new[rows] - s[rows, i]  # +-2
-                s[rows, i] = new[rows]
-                h[rows] += delta[:, None] * w[i][None, :]
+                r = np.flatnonzero(flip)
+                ls[r, i] = -ls[r, i]
+                lh[r] += (2 * ls[r, i])[:, None] * wn[i][None, :]  # h += (new - old) W_i
                 changed |= flip
-        done = active & ~changed
-        sweeps[done] = sweep
-        active &= changed
-        if not active.any():
+        s[live], h[live] = ls, lh
+        sweeps[live[~changed]] = sweep
+        live = live[changed]
+        if not len(live):
             break
-    return s, sweeps
+    return torch.from_numpy(s), torch.from_numpy(sweeps)
 
 
 def label_of(s: torch.Tensor, xi: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -182,25 +200,44 @@ def pattern_health(w: torch.Tensor, xi: torch.Tensor) -> dict[str, torch.Tensor]
 
 def basin_sizes(w: torch.Tensor, xi: torch.Tensor, max_flips: int = 300, step: int = 10, trials: int = 10,
                 seed: int = 0) -> torch.Tensor:
-    """Per stored pattern (P,): the largest number of flipped bits (on a grid of ``step``, up to ``max_flips``)
-    from which asynchronous recall returns the pattern exactly in every one of ``trials`` random draws; 0 when
-    even the pattern itself is not a fixed point."""
+    """Per stored pattern (P,): the largest number of flipped bits k (on a grid of ``step``, up to ``max_flips``)
+    such that asynchronous recall returns the pattern exactly from every one of ``trials`` random draws with
+    k' <= k bits flipped; 0 when even the pattern itself is not a fixed point. Each draw flips the first k bits
+    of one random order of the bits, so its levels are nested; all levels are recalled in one batch."""
     xi = xi.to(w.dtype)
     gen = torch.Generator().manual_seed(seed)
+    levels = torch.arange(step, max_flips + 1, step)  # (L,)
     out = torch.zeros(len(xi), dtype=torch.long)
-    alive = pattern_health(w, xi)["fixed"].clone()
-    for k in range(step, max_flips + 1, step):
-        if not alive.any():
-            break
-        s = xi[alive].repeat_interleave(trials, 0)  # (A * trials, N)
-        idx = torch.rand(len(s), xi.shape[1], generator=gen).argsort(1)[:, :k]
-        s.scatter_(1, idx, -s.gather(1, idx))
-        back, _ = recall(w, s, seed=int(torch.randint(2**31 - 1, (1,), generator=gen)))
-        ok = (back == xi[alive].repeat_interleave(trials, 0)).all(1).reshape(-1, trials).all(1)
-        which = alive.nonzero().squeeze(1)
-        out[which[ok]] = k
-        alive[which[~ok]] = False
+    fixed = pattern_health(w, xi)["fixed"].nonzero().squeeze(1)
+    if not len(fixed) or not len(levels):
+        return out
+    a, n = len(fixed), xi.shape[1]
+    rank = torch.rand(a, trials, n, generator=gen).argsort(2).argsort(2)  # (A, T, N): each bit's place in its order
+    flip = rank[:, None] < levels[None, :, None, None]  # (A, L, T, N): the first k bits of the order
+    start = xi[fixed][:, None, None, :].expand(-1, len(levels), trials, -1)
+    back, _ = recall(w, torch.where(flip, -start, start).reshape(-1, n), seed=seed)
+    ok = (back.reshape(a, len(levels), trials, n) == start).all(3).all(2)  # (A, L)
+    lead = torch.cumprod(ok.long(), 1).sum(1)  # levels passed before the first failure
+    out[fixed] = torch.where(lead > 0, levels[(lead - 1).clamp_min(0)], 0)
     return out
+
+
+def sphere_landscape(w: torch.Tensor, basis: torch.Tensor, n_theta: int = 90, n_phi: int = 180
+                     ) -> dict[str, torch.Tensor]:
+    """The document's "visualization of the energy landscape [...] plotted on hypersphere" (Figs. 2, 4, 5) made
+    concrete: an orthonormal frame U (N, 3) from three states ``basis`` (3, N) by Gram-Schmidt (QR), directions
+    u(theta, phi) on the unit sphere, and the energy (eq. 2) of the state sign(U u) in each direction. Returns
+    ``theta`` (T,), ``phi`` (F,), ``energy`` (T, F), and ``coords`` (3, 3): the basis states' directions in
+    the frame, to mark them."""
+    u, r = torch.linalg.qr(basis.double().T)  # (N, 3), (3, 3): basis^T = U r
+    theta = torch.linspace(0, torch.pi, n_theta, dtype=torch.float64)
+    phi = torch.linspace(0, 2 * torch.pi, n_phi, dtype=torch.float64)
+    t, f = torch.meshgrid(theta, phi, indexing="ij")
+    dirs = torch.stack([t.sin() * f.cos(), t.sin() * f.sin(), t.cos()], -1).reshape(-1, 3)  # (T*F, 3)
+    s = torch.sign(dirs @ u.T)
+    s[s == 0] = 1.0
+    e = energy(w.double(), s).reshape(n_theta, n_phi)
+    return {"theta": theta, "phi": phi, "energy": e, "coords": r.T / r.T.norm(dim=1, keepdim=True)}
 
 
 def transform_memory(w: torch.Tensor, perm: torch.Tensor | None = None, signs: torch.Tensor | None = None,

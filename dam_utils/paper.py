@@ -42,6 +42,8 @@ __all__ = [
     "HINTHORN_COLUMNS",
     "HINTHORN_N_PAIRS",
     "HINTHORN_TABLES",
+    "MUSUNURU_N_ADV",
+    "MUSUNURU_WRONG",
     "N_VALUES",
     "RANGES_2016",
     "SLIDES_IMAGENET_ACCURACY",
@@ -137,6 +139,11 @@ SLIDES_IMAGENET_ACCURACY: Final = 69.0
 #: Hinthorn's report: the base CNN's accuracy after 100 epochs (percent; §5) and the number of L-BFGS pairs (§5.1).
 HINTHORN_BASE_ACCURACY: Final = 99.0
 HINTHORN_N_PAIRS: Final = 208
+
+#: Musunuru et al. (§II.B.2): adversarial images of the dense network recalled by the memory, and "the number of
+#: images which were misclassified", printed as 0.7 (a count, a fraction or a typo: appendix C reads it every way).
+MUSUNURU_N_ADV: Final = 40
+MUSUNURU_WRONG: Final = 0.7
 
 #: The columns of Tables 1-3: the control C (the same run under both layers) and SD_p for the second conv layer
 #: (c) and the fully connected layer (f).

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import audit_tables, claims, hinthorn, paper, section6_tables
+from . import audit_tables, claims, hinthorn, musunuru_report, paper, section6_tables
 from .artifacts import ArtifactError, read_manifest
 from .atomic import atomic_write_text
 from .audit import CHECK_EPS, load_audit
@@ -138,7 +138,7 @@ def build_rows(root: Path | None = None) -> list[dict[str, str]]:
     table_s = {} if rs is None else {(g, t): rs.cell(g, t) for g in rs.n_values for t in rs.n_values}
     rows += _cell_rows("Talk slides: adversarial transfer n = 2 / n = 8 (appendix A)", paper.SLIDES_TRANSFER_ERROR,
                        table_s, ss)
-    return rows + _section6_rows(root, r6) + _audit_rows(root) + _hinthorn_rows(root)
+    return rows + _section6_rows(root, r6) + _audit_rows(root) + _hinthorn_rows(root) + _musunuru_rows(root)
 
 
 def _audit_rows(root: Path | None) -> list[dict[str, str]]:
@@ -230,6 +230,20 @@ def _hinthorn_rows(root: Path | None) -> list[dict[str, str]]:
     return out + [_row(sec, v, None, digits=2) for v in verdicts]
 
 
+def _musunuru_rows(root: Path | None) -> list[dict[str, str]]:
+    """Appendix C: the document's two numbers (40 images; "0.7" under every reading) and its claims about recall,
+    from the committed draws scored by the iterative memory."""
+    sec = "Musunuru et al.: 40 adversarials of a dense net, recalled by a Hopfield memory (appendix C)"
+    mean, state = _load(musunuru_report.committed_mean, root)
+    if mean is None:
+        return [_row(sec, claims.not_computed("adversarial images of the dense net per draw", paper.MUSUNURU_N_ADV),
+                     state),
+                _row(sec, claims.not_computed("images misclassified by the memory (§II.B.2)", paper.MUSUNURU_WRONG),
+                     state)]
+    verdicts = musunuru_report.readings(mean) + musunuru_report.recall_verdicts(mean)
+    return [_row(sec, v, None, digits=2) for v in verdicts]
+
+
 def _cell_rows(sec: str, reference: Any, table: dict[tuple[int, int], float], state: str | None
                ) -> list[dict[str, str]]:
     """One row per (generator, tested) cell of a transfer-error table beside ``reference``."""
@@ -247,8 +261,9 @@ def render(rows: list[dict[str, str]]) -> str:
     out = [
         "# Scorecard",
         "",
-        "Every number of {cite}`krotov2018dense` (and of the talk slides {cite}`krotov2019slides` and Hinthorn's",
-        "report {cite}`hinthorn2016visualization`) that this book recomputes, beside ours. The page is generated",
+        "Every number of {cite}`krotov2018dense` (and of the talk slides {cite}`krotov2019slides`, Hinthorn's",
+        "report {cite}`hinthorn2016visualization` and Musunuru et al. {cite}`musunuru2020characterizing`) that this",
+        "book recomputes, beside ours. The page is generated",
         "by `python -m dam_utils.scorecard` from the committed artifacts (`make book` runs it first); do not edit",
         "it by hand. *delta* is ours minus the paper's. The",
         "rules and tolerances were fixed in `dam_utils/claims.py` before the comparison, and chapters 4-5 use the",

@@ -1,18 +1,25 @@
 """dam_utils.dense_net: the equioutput symmetries of a dense layer. Permutations and sign flips of tanh hidden
 units leave the outputs unchanged to float error; sign flips under ReLU and swaps of single weights do not; and
-training commutes with a permutation of the initial hidden units."""
+training commutes with a permutation of the initial hidden units; the training history logs the cone keys, a
+diverging run stops, and the committed net round-trips, is refused when corrupted and matches the code."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from dam_utils.artifacts import load_history
 from dam_utils.dense_net import (
     DenseConfig,
     DenseNet,
     canonicalise,
+    committed_dense,
     cone_keys,
-    order_changes,
+    initial_state,
+    load_dense,
+    order_change,
+    save_dense,
     swap_weights,
     train_dense,
     transform_hidden,
@@ -89,5 +96,48 @@ def test_canonical_wedge_and_order_changes() -> None:
     b[[0, 1]] = b[[1, 0]]  # two units swap order
     b[5] = -b[5]  # one key changes sign
     moved["fc1.bias"] = b
-    assert order_changes([can, can, moved]) == [{"inversions": 0, "sign_changes": 0}] * 2 + [
-        {"inversions": 1 + int((b[5] < b[:5]).sum()), "sign_changes": 1}]
+    assert order_change(keys, keys) == {"inversions": 0, "sign_changes": 0}
+    assert order_change(keys, cone_keys(moved)) == {"inversions": 1 + int((b[5] < b[:5]).sum()), "sign_changes": 1}
+
+
+def test_history_logs_the_cone_and_bad_training_stops(mnist) -> None:
+    cfg = DenseConfig(hidden=16, epochs=1, n_train=320, seed=2)
+    start = canonicalise(initial_state(cfg))
+    net, history, _ = train_dense(cfg, mnist, start, log_every=4, progress=False)
+    assert [r["step"] for r in history] == [0, 4, 8, 10]  # start, every 4 steps, end of the epoch
+    assert history[0]["bias"] == {"inversions": 0, "sign_changes": 0} and min(history[0]["keys_bias"]) > 0
+    assert history[-1]["keys_bias"] == [round(float(v), 7) for v in net.fc1.bias.detach()]
+    assert "test_error" in history[0] and "test_error" in history[-1] and "test_error" not in history[1]
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        train_dense(DenseConfig(hidden=16, epochs=1, n_train=320, lr=100.0), mnist, progress=False)
+
+
+def test_dense_round_trip_and_refusal(mnist, tmp_path) -> None:
+    from dam_utils.artifacts import ArtifactError  # noqa: PLC0415
+
+    cfg = DenseConfig.smoke(hidden=16, n_train=320)
+    net, history, wall = train_dense(cfg, mnist, progress=False)
+    e = save_dense(net, cfg, "smoke", history, wall, mnist, root=tmp_path)
+    name = committed_dense("smoke", root=tmp_path)
+    back, entry = load_dense(name, root=tmp_path)
+    x = torch.rand(8, 784)
+    with torch.no_grad():
+        assert torch.equal(back(x), net(x))
+    assert entry["test_error"] == history[-1]["test_error"] and e["config"]["hidden"] == 16
+    path = tmp_path / entry["path"]
+    path.write_bytes(path.read_bytes()[:-8] + b"corrupt!")
+    with pytest.raises(ArtifactError):
+        load_dense(name, root=tmp_path)
+
+
+@pytest.mark.slow
+def test_committed_dense_net_matches_the_code(mnist) -> None:
+    """The committed net's first epoch, re-trained from its config: the same biases at the end of epoch 1."""
+    name = committed_dense("cpu")
+    assert name is not None, "no committed dense net: python -m dam_utils.dense_net"
+    _, entry = load_dense(name)
+    cfg = DenseConfig(**{**entry["config"], "epochs": 1})
+    _, history, _ = train_dense(cfg, mnist, canonicalise(initial_state(cfg)), progress=False)
+    committed = [r for r in load_history(name) if r["epoch"] == 1][-1]
+    assert np.allclose(history[-1]["keys_bias"], committed["keys_bias"], atol=1e-5)
+    assert history[-1]["bias"] == committed["bias"] and history[-1]["test_error"] == committed["test_error"]

@@ -18,6 +18,7 @@ from dam_utils.hopfield import (
     pattern_health,
     pseudo_inverse,
     recall,
+    sphere_landscape,
     storkey,
     transform_memory,
 )
@@ -114,3 +115,37 @@ def test_transformations_of_the_memory() -> None:
     assert torch.allclose(energy(w, xi), energy(w, -xi))  # the trivial symmetry E(s) = E(-s)
     # The transformed memory holds the transformed patterns as fixed points.
     assert pattern_health(transform_memory(w, perm=perm), xi[:, perm])["fixed"].all()
+
+
+def test_recall_commutes_with_the_symmetries_of_the_memory() -> None:
+    """P W P^T with permuted inputs, visiting the same units in the same order, and D W D with flipped inputs
+    recall exactly the transformed states. (W scaled to integers: sums of its entries are then exact in any
+    order, so a tie h_i = 0 stays a tie after the units are permuted.)"""
+    xi = _patterns(6, 60, seed=4)
+    w = hebbian(xi) * 60
+    g = torch.Generator().manual_seed(5)
+    s0 = torch.where(torch.rand(40, 60, generator=g) > 0.5, 1.0, -1.0).double()
+    ref, sweeps = recall(w, s0, seed=7)
+    perm = torch.randperm(60, generator=g)
+    signs = torch.where(torch.rand(60, generator=g) > 0.5, 1.0, -1.0).double()
+    got, got_sweeps = recall(transform_memory(w, perm=perm), s0[:, perm], seed=7, relabel=perm.argsort())
+    assert torch.equal(got, ref[:, perm]) and torch.equal(got_sweeps, sweeps)
+    flipped, _ = recall(transform_memory(w, signs=signs), s0 * signs, seed=7)
+    assert torch.equal(flipped, ref * signs)
+    neg, _ = recall(w, -s0, seed=7)
+    assert torch.equal(neg, -ref)
+
+
+def test_sphere_landscape_marks_the_basis_states() -> None:
+    xi = _patterns(3, 40, seed=6)
+    w = hebbian(xi)
+    land = sphere_landscape(w, xi, n_theta=30, n_phi=60)
+    assert land["energy"].shape == (30, 60) and land["theta"].shape == (30,) and land["phi"].shape == (60,)
+    assert torch.allclose(land["coords"].norm(dim=1), torch.ones(3, dtype=torch.float64))
+    u, _ = torch.linalg.qr(xi.T)
+    # the direction of each basis state maps back to that state (up to the frame's signs): its energy is eq. (2)
+    for c, x in zip(land["coords"], xi, strict=True):
+        s = torch.sign(u @ c)
+        assert torch.equal(s, x) or torch.equal(s, -x)
+    e = land["energy"]
+    assert float(e.min()) >= float(energy(w, xi).min()) - 40 and torch.isfinite(e).all()

@@ -37,10 +37,10 @@ TIERS: tuple[tuple[str, ...], ...] = (
      "audit_attacks", "lbfgs", "selective_dropout", "deconvnet"),
     # 6 experiments across models, their results cache, and the verdicts
     ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces", "slides", "lbfgs_pairs", "musunuru",
-     "hard_negatives", "hinthorn"),
+     "hard_negatives", "hinthorn", "musunuru_report"),
     # 7 presentation: figures, widgets, the scorecard page
     ("plots", "figures_attacks", "figures_transfer", "section6_tables", "audit_tables", "widgets", "figures_hinthorn",
-     "scorecard", "chapter_glue"),
+     "figures_musunuru", "scorecard", "chapter_glue"),
     # 8 command lines that run a whole chapter's computation
     ("reproduce",),
 )
