@@ -83,7 +83,7 @@ def test_fgsm_minimal_takes_the_smallest_step(mnist) -> None:
         assert d <= eps[i] + 1e-6  # a step of eps in every pixel, clipped to [0, 1]
         smaller = [e for e in FGSM_EPS if e < eps[i]]
         if smaller:  # the next smaller step did not fool the net
-            again, used = fgsm_minimal(net, x[i : i + 1], y[i : i + 1], tuple(smaller))
+            _, used = fgsm_minimal(net, x[i : i + 1], y[i : i + 1], tuple(smaller))
             assert np.isnan(used[0])
 
 
