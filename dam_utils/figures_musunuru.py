@@ -28,9 +28,9 @@ def fig_prototypes(xi: torch.Tensor, labels: torch.Tensor) -> Figure:
 
 
 def _sphere(land: Mapping[str, torch.Tensor], lo: float, hi: float) -> tuple[np.ndarray, ...]:
-    """Cartesian surface of radius 1 + 0.5 (E - lo) / (hi - lo) over the landscape's (theta, phi) grid."""
+    """Cartesian surface of radius 1 + (E - lo) / (hi - lo) over the landscape's (theta, phi) grid."""
     t, f = np.meshgrid(land["theta"].numpy(), land["phi"].numpy(), indexing="ij")
-    r = 1 + 0.5 * (land["energy"].numpy() - lo) / (hi - lo)
+    r = 1 + (land["energy"].numpy() - lo) / (hi - lo)
     return r * np.sin(t) * np.cos(f), r * np.sin(t) * np.sin(f), r * np.cos(t), r
 
 
@@ -39,13 +39,13 @@ def fig_landscapes(panels: Sequence[tuple[str, Mapping[str, torch.Tensor]]],
                    marks: Sequence[str] = ()) -> Figure:
     """Figs. 2 and 4 (one panel per (title, landscape) of :func:`~dam_utils.hopfield.sphere_landscape`) and Fig. 5
     (``overlay``: title, the earlier landscape in red and the later one as a black wireframe), all on ONE energy
-    scale: radius 1 + 0.5 (E - E_min) / (E_max - E_min), colour E. The three basis patterns are marked (``marks``
+    scale: radius 1 + (E - E_min) / (E_max - E_min), colour E. The three basis patterns are marked (``marks``
     names them)."""
     lands = [p[1] for p in panels] + ([overlay[1], overlay[2]] if overlay else [])
     lo = min(float(v["energy"].min()) for v in lands)
     hi = max(float(v["energy"].max()) for v in lands)
     n = len(panels) + (overlay is not None)
-    fig = plt.figure(figsize=(4.2 * n, 4.4))
+    fig = plt.figure(figsize=(5.2 * n, 5.6))
     norm = plt.Normalize(lo, hi)
     cmap = plt.get_cmap("viridis")
     for i, (title, land) in enumerate(panels):
@@ -54,9 +54,10 @@ def fig_landscapes(panels: Sequence[tuple[str, Mapping[str, torch.Tensor]]],
         ax.plot_surface(x, y, z, facecolors=cmap(norm(land["energy"].numpy())), rstride=2, cstride=2,
                         linewidth=0, antialiased=False, shade=False)
         for k, c in enumerate(land["coords"].numpy()):
-            ax.scatter(*(1.6 * c), color="red", s=20)
-            ax.text(*(1.7 * c), marks[k] if k < len(marks) else str(k), color="red", fontsize=9)
-        ax.set_title(title, fontsize=10)
+            ax.scatter(*(2.1 * c), color="red", s=24)
+            ax.text(*(2.2 * c), marks[k] if k < len(marks) else str(k), color="red", fontsize=10)
+        ax.set_title(title, fontsize=11)
+        ax.set_box_aspect((1, 1, 1))
         ax.set_axis_off()
     if overlay is not None:
         title, before, after = overlay

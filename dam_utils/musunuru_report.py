@@ -116,7 +116,8 @@ def memory_rows(xi: torch.Tensor, labels: torch.Tensor, data: Dataset, icfg: Ite
                                                                 list[dict[str, Any]]]:
     """E2's quantitative companion, for every rule (:data:`~dam_utils.musunuru.RULES`): stored patterns that are
     fixed points and strict local minima, unstable bits, basin sizes (median and smallest), the margin of the
-    one-flip neighbours, and the clean recall accuracy on ``n_test`` random test digits. Returns the rows, the
+    one-flip neighbours, the clean recall accuracy on ``n_test`` random test digits, and how many of those
+    recalls end exactly in a stored pattern (the rest end in spurious states). Returns the rows, the
     weight matrices by rule, and the iterative rule's history."""
     x = (data.x_test + 1) / 2
     pick = torch.from_numpy(np.random.default_rng(seed).choice(len(x), n_test, replace=False))
@@ -127,14 +128,16 @@ def memory_rows(xi: torch.Tensor, labels: torch.Tensor, data: Dataset, icfg: Ite
         hist = h or hist
         ph = pattern_health(w, xi)
         basins = basin_sizes(w, xi, trials=basin_trials, seed=seed)
-        pred, _ = memory_labels(w, xi, labels, x[pick], seed=seed)
+        pred, states = memory_labels(w, xi, labels, x[pick], seed=seed)
+        stored = (states[:, None, :] == xi[None].to(states.dtype)).all(2).any(1)  # (B,) ended in a pattern
         rows.append({"rule": rule, "fixed points": f"{int(ph['fixed'].sum())}/{len(xi)}",
                      "strict minima": f"{int(ph['strict_min'].sum())}/{len(xi)}",
                      "unstable bits (mean)": float(ph["unstable"].double().mean()),
                      "basin, median (bits)": float(basins.double().median()),
                      "basin, smallest (bits)": int(basins.min()),
                      "neighbour minus pattern, min": float((ph["neighbour_min"] - ph["energy"]).min()),
-                     "clean test digits right (%)": 100.0 * float((pred == data.y_test[pick]).double().mean())})
+                     "clean test digits right (%)": 100.0 * float((pred == data.y_test[pick]).double().mean()),
+                     "recalls ending in a stored pattern (%)": 100.0 * float(stored.double().mean())})
     return rows, ws, hist
 
 
