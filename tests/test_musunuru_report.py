@@ -10,7 +10,7 @@ import torch
 
 from dam_utils import musunuru_report as report
 from dam_utils.dense_net import DenseConfig, DenseNet, train_dense
-from dam_utils.hopfield import binarise, hebbian
+from dam_utils.hopfield import IterativeConfig, binarise, hebbian
 from dam_utils.musunuru import build_memory, prototypes
 
 
@@ -90,3 +90,16 @@ def test_symmetries_of_the_net_and_of_the_memory() -> None:
     assert states[2] == "does not hold"  # 75 % of the binary-space adversarials wrong
     assert states[3] == "holds" and states[4] == "does not hold" and states[5].startswith("moot")
     assert states[6] == "holds" and states[7] == "holds"
+
+
+def test_sensitivity_rows_keep_their_margin(mnist) -> None:
+    """After the iterative rule converges with margin kappa, every one-flip neighbour of every stored pattern is
+    more than kappa above it; more prototypes per digit mean more patterns."""
+    net, _, _ = train_dense(DenseConfig.smoke(hidden=32), mnist, progress=False)
+    rows = report.sensitivity_rows(mnist, _draws(mnist, np.arange(8), 2), net, IterativeConfig(),
+                                   settings=((1, 0.0), (1, 5.0), (2, 0.0)), n_test=50)
+    assert [r["patterns"] for r in rows] == [10, 10, 20] and [r["κ"] for r in rows] == [0.0, 5.0, 0.0]
+    for r in rows:
+        assert r["iterations"] < IterativeConfig().max_iter  # converged
+        assert r["neighbour minus pattern, min"] > r["κ"] and r["strict minima"] == f"{r['patterns']}/{r['patterns']}"
+        assert r["wrong on adversarials (mean)"] == r["wrong on originals (mean)"]  # identical "adversarials"
