@@ -117,7 +117,7 @@ def train_dense(cfg: DenseConfig, data: Dataset, init: dict[str, torch.Tensor] |
             idx = order[s : s + cfg.batch_size]
             loss = nn.functional.mse_loss(net(x[idx]), t[idx])
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"the training loss became {float(loss)} at step {step}: lower lr "
+                raise FloatingPointError(f"the training loss became {loss.item()} at step {step}: lower lr "
                                          f"(now {cfg.lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
