@@ -93,6 +93,17 @@ def entry(name: str, root: Path | None = None) -> dict[str, Any]:
     return manifest["artifacts"][name]
 
 
+def committed_record(role: str, table: str, key: str, hint: str, root: Path | None = None
+                     ) -> dict[str, dict[str, str]]:
+    """``{role: {table, key, name, sha256}}``: the committed network ``manifest[table][key]`` a cached result is
+    computed from, as :func:`dam_utils.results_cache.check_fresh` reads it back. :class:`FileNotFoundError`
+    (with ``hint``, the command that makes one) when there is none."""
+    name = read_manifest(root).get(table, {}).get(key)
+    if name is None:
+        raise FileNotFoundError(f"no committed {table}[{key!r}] for {role}: {hint}")
+    return {role: {"table": table, "key": key, "name": name, "sha256": entry(name, root)["sha256"]}}
+
+
 def verified_path(name: str, root: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Path of a listed artifact after checking its SHA-256 against the manifest."""
     root = root or artifacts_dir()

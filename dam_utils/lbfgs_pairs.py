@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .artifacts import entry
+from .artifacts import committed_record
 from .cnn import CNN_TABLE, BaseCNN, committed_cnn, load_cnn
 from .data import Dataset, load_mnist
 from .lbfgs import LBFGSConfig, lbfgs_adversarial
@@ -80,19 +80,11 @@ def adversarial_pairs(model: BaseCNN, data: Dataset, cfg: PairsConfig, lcfg: LBF
     return out
 
 
-def _cnn_record(profile: str, root: Path | None) -> dict[str, dict[str, str]]:
-    name = committed_cnn(profile, root)
-    if name is None:
-        raise FileNotFoundError(f"no committed base CNN for profile {profile!r}: python -m dam_utils.cnn --profile "
-                                f"{profile}")
-    return {"cnn": {"table": CNN_TABLE, "key": profile, "name": name, "sha256": entry(name, root)["sha256"]}}
-
-
 def save_pairs(pairs: dict[str, np.ndarray], cfg: PairsConfig, lcfg: LBFGSConfig, profile: str, wall: float,
                device: Any = "cpu", root: Path | None = None) -> dict[str, Any]:
     """Cache the pairs with the CNN's SHA-256 and the configs (refused when the committed CNN changes)."""
-    config = {"models": _cnn_record(profile, root), "pairs": cfg.to_dict(), "lbfgs": lcfg.to_dict(),
-              "profile": profile}
+    cnn = committed_record("cnn", CNN_TABLE, profile, f"python -m dam_utils.cnn --profile {profile}", root)
+    config = {"models": cnn, "pairs": cfg.to_dict(), "lbfgs": lcfg.to_dict(), "profile": profile}
     payload = {"n_pairs": len(pairs["index"]), "n_failed": len(pairs["failed"])}
     return save_result(PAIRS, "result-b-pairs", payload, pairs, config, wall, device, root)
 

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .artifacts import entry
+from .artifacts import committed_record
 from .data import Dataset, load_mnist
-from .dense_net import DENSE_TABLE, DenseConfig, DenseNet, committed_dense, load_dense, permuted_copies
+from .dense_net import DENSE_TABLE, DenseConfig, DenseNet, load_dense, permuted_copies
 from .fgsm import FGSMDirection, fgsm_images
 from .hopfield import IterativeConfig, binarise, hebbian, iterative_rule, label_of, pseudo_inverse, recall, storkey
 from .lbfgs import LBFGSConfig, lbfgs_adversarial
@@ -203,11 +203,7 @@ def run_draws(net: DenseNet, data: Dataset, cfg: DrawsConfig, lcfg: LBFGSConfig 
 
 
 def _dense_record(profile: str, root: Path | None) -> dict[str, dict[str, str]]:
-    name = committed_dense(profile, root)
-    if name is None:
-        raise FileNotFoundError(f"no committed dense network for profile {profile!r}: python -m dam_utils.dense_net "
-                                f"--profile {profile}")
-    return {"dense": {"table": DENSE_TABLE, "key": profile, "name": name, "sha256": entry(name, root)["sha256"]}}
+    return committed_record("dense", DENSE_TABLE, profile, f"python -m dam_utils.dense_net --profile {profile}", root)
 
 
 def save_draws(draws: dict[str, np.ndarray], cfg: DrawsConfig, lcfg: LBFGSConfig, profile: str, wall: float,
