@@ -36,10 +36,10 @@ from .dense_net import DENSE_TABLE, DenseConfig, DenseNet, load_dense, permuted_
 from .fgsm import FGSMDirection, fgsm_images
 from .hopfield import IterativeConfig, binarise, hebbian, iterative_rule, label_of, pseudo_inverse, recall, storkey
 from .lbfgs import LBFGSConfig, lbfgs_adversarial
-from .params import PROFILES, Preset, choice_field, float_field, int_field
+from .params import PROFILES, Preset, check_choice, int_field
 from .results_cache import load_result, save_result
 
-__all__ = ["COPIES", "DRAWS", "FGSM_EPS", "RULES", "DrawsConfig", "MemoryConfig", "attack_draw", "binary_attack",
+__all__ = ["COPIES", "DRAWS", "FGSM_EPS", "RULES", "DrawsConfig", "attack_draw", "binary_attack",
            "build_memory", "fgsm_minimal", "load_copies", "load_draws", "memory_labels", "prototypes", "recheck_draws",
            "run_draws", "save_copies", "save_draws"]
 
@@ -51,17 +51,6 @@ COPIES = "c_musunuru_copies"
 FGSM_EPS = (0.05, 0.10, 0.15, 0.20, 0.25, 0.30)
 
 RULES = ("iterative", "hebbian", "storkey", "pseudo_inverse")
-
-
-@dataclass(frozen=True)
-class MemoryConfig(Preset):
-    """The associative memory (module doc): ``per_class`` prototypes per digit, learned with ``rule``."""
-
-    per_class: int = int_field(1, 1, 1000)
-    rule: str = choice_field("iterative", RULES)
-    threshold: float = float_field(0.5, 0.0, 1.0)
-
-    _PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {}, "smoke": {}}
 
 
 def prototypes(data: Dataset, per_class: int = 1, threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,6 +69,7 @@ def prototypes(data: Dataset, per_class: int = 1, threshold: float = 0.5) -> tup
 def build_memory(xi: torch.Tensor, rule: str, icfg: IterativeConfig | None = None
                  ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """The weight matrix for patterns ``xi`` with ``rule`` (and the iterative rule's per-iteration history)."""
+    check_choice("rule", rule, RULES)
     if rule == "iterative":
         return iterative_rule(xi, icfg or IterativeConfig(), keep=(0, 1))
     return {"hebbian": hebbian, "storkey": storkey, "pseudo_inverse": pseudo_inverse}[rule](xi), []

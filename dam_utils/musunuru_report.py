@@ -103,13 +103,16 @@ def obtain_draws(net: DenseNet, profile: str, here: bool, data: Dataset) -> tupl
 
 def obtain_copies(rec: Mapping[str, Any], profile: str, here: bool, data: Dataset
                   ) -> tuple[dict[str, Any], str]:
-    """The permuted-copies check of the cone claim: computed here with the net's config, or the cache."""
+    """The permuted-copies check of the cone claim (and its ``epochs``): computed here with the net's config, or
+    the cache."""
     if here:
         cfg = DrawsConfig.preset(profile)
-        return permuted_copies(DenseConfig(**{**rec["config"], "epochs": cfg.copy_epochs}), data, cfg.copies,
-                               progress=False), "computed here"
+        out = permuted_copies(DenseConfig(**{**rec["config"], "epochs": cfg.copy_epochs}), data, cfg.copies,
+                              progress=False)
+        return {**out, "epochs": cfg.copy_epochs}, "computed here"
     arrays, doc = load_copies()
-    return {**arrays, "reference_inversions_bias": doc["reference_inversions_bias"]}, "artifacts/results/"
+    return {**arrays, "reference_inversions_bias": doc["reference_inversions_bias"],
+            "epochs": doc["config"]["dense"]["epochs"]}, "artifacts/results/"
 
 
 def memory_rows(xi: torch.Tensor, labels: torch.Tensor, data: Dataset, icfg: IterativeConfig, n_test: int = 1000,

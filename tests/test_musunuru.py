@@ -15,7 +15,6 @@ from dam_utils.lbfgs import LBFGSConfig
 from dam_utils.musunuru import (
     FGSM_EPS,
     DrawsConfig,
-    MemoryConfig,
     attack_draw,
     binary_attack,
     build_memory,
@@ -45,7 +44,7 @@ def test_prototypes_and_recall_of_the_stored_digits(mnist) -> None:
     got, states = memory_labels(w, xi, labels, (xi + 1) / 2)  # the stored digits themselves, as images
     assert torch.equal(got, labels) and torch.equal(states, xi)
     with pytest.raises(ParameterError, match="'rule'"):
-        MemoryConfig(rule="oja")
+        build_memory(xi, "oja")
 
 
 def test_attack_draw_fools_the_net(mnist) -> None:
