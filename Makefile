@@ -3,7 +3,7 @@
 #   make book       venv + data + vendored JS, then build the site into _build/html (no code is executed)
 #   make test       everything `book` does + system packages, then the whole pytest suite
 #   make notebooks  re-execute every notebook with papermill at its committed parameters, then clean it
-#   make reproduce  recompute the cached results (chapters 3-5, 7, appendix A) from the committed models
+#   make reproduce  recompute the cached results (chapters 3-7, appendices A-C) from the committed models
 #   make bench      run benchmarks/*.py
 #   make lab        open working copies of the chapters (lab/) in JupyterLab, with live widgets
 #   make lint       ruff
@@ -149,6 +149,7 @@ REPRODUCE_ARGS ?=
 reproduce: $(VENV_STAMP) $(DATA)
 	$(PY) -m dam_utils.reproduce $(REPRODUCE_ARGS)
 	$(PY) -m dam_utils.section6
+	$(PY) -m dam_utils.extensions
 	$(PY) -m dam_utils.audit
 	$(PY) -m dam_utils.explorer_traces
 	$(PY) -m dam_utils.slides

@@ -120,13 +120,15 @@ def verified_path(name: str, root: Path | None = None) -> tuple[Path, dict[str, 
     return path, e
 
 
-def save_model(result: TrainResult, data: Any, root: Path | None = None,
-               table: str | None = "book_models") -> dict[str, Any]:
+def save_model(result: TrainResult, data: Any, root: Path | None = None, table: str | None = "book_models",
+               name: str | None = None, extra: dict[str, Any] | None = None, key: str | None = None) -> dict[str, Any]:
     """Store a :class:`~dam_utils.train_config.TrainResult`: weights, history and a manifest entry.
 
     The final train and test errors are measured here on the full sets with the final weights.
     With ``table`` set (``"book_models"`` or ``"paper_models"``, see :data:`MODEL_TABLES`) the model
-    becomes the committed model of that table for its n.
+    becomes the committed model of that table for its n. ``name`` replaces the canonical
+    :func:`~dam_utils.train_config.model_name`, ``extra`` adds keys to the entry and ``key`` replaces n as the
+    model's key in ``table`` (chapter 6's fine-tuned models).
     """
     cfg, model = result.config, result.model
     arrays = {"xi": model.xi.cpu().numpy(), "xc": model.xc.cpu().numpy(), "n": np.int64(model.n),
@@ -140,9 +142,11 @@ def save_model(result: TrainResult, data: Any, root: Path | None = None,
         "train_error": model.error_rate(data.x_train, data.y_train),
         "test_error": model.error_rate(data.x_test, data.y_test),
         "health": health_report(model, data.x_train, data.x_test),
-        "data": {"name": data.name, **dataset_fingerprint(data)},
+        "data": {"name": data.name,  # a FeatureSet (chapter 6) hashes its float features itself
+                 **(data.fingerprint() if hasattr(data, "fingerprint") else dataset_fingerprint(data))},
+        **(extra or {}),
     }
-    return store_weights(model_name(cfg), arrays, result.history, info, root, table, str(cfg.n))
+    return store_weights(name or model_name(cfg), arrays, result.history, info, root, table, key or str(cfg.n))
 
 
 def store_weights(name: str, arrays: Mapping[str, np.ndarray], history: list[dict[str, float]],

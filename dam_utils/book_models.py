@@ -24,11 +24,14 @@ from typing import Any
 import torch
 
 from .artifacts import MODEL_TABLES, ArtifactError, book_model_name, load_book_model, load_history, save_model
-from .data import load_mnist
+from .data import load_fashion_mnist, load_mnist
 from .model import DAM
 from .params import PROFILES, check_choice, validate_params
 from .train import train
 from .train_config import TrainConfig, model_name
+
+#: ``manifest["fashion_models"][str(n)]``: chapter 6's DAMs trained on Fashion-MNIST (``cpu`` preset, fewer epochs).
+FASHION_TABLE = "fashion_models"
 
 
 @dataclass
@@ -96,14 +99,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--run-dir", default="runs", help="where checkpoints go")
     ap.add_argument("--no-save", action="store_true", help="only write the checkpoint, not artifacts/")
+    ap.add_argument("--fashion", action="store_true",
+                    help="train on Fashion-MNIST (chapter 6): the model goes to manifest['fashion_models']")
+    ap.add_argument("--flush-denormal", action="store_true",
+                    help="flush subnormal numbers to zero in the updates (chapter 6; not the published algorithm)")
     args = ap.parse_args(argv)
     over = {k: v for k, v in dict(K=args.K, epochs=args.epochs, seed=args.seed).items() if v is not None}
     params = validate_params(profile=args.profile, n_values=args.n, device=args.device, **over)
-    data = load_mnist()
+    data = load_fashion_mnist() if args.fashion else load_mnist()
     # a preset's own models become the committed ones; anything overridden is stored beside them
     table = MODEL_TABLES.get(args.profile) if not over or over == {"seed": 0} else None
+    if args.fashion:
+        table = FASHION_TABLE if args.profile == "cpu" else None
     for n in params.n_values:
-        cfg = TrainConfig.preset(args.profile, n, **over)
+        cfg = TrainConfig.preset(args.profile, n, dataset=data.name, flush_denormal=args.flush_denormal, **over)
         ckpt = Path(args.run_dir) / f"{model_name(cfg)}.ckpt"
         res = train(cfg, data, device=params.torch_device, checkpoint=ckpt, checkpoint_every=5)
         if not args.no_save:

@@ -34,6 +34,8 @@ __all__ = [
     "CELL_PP",
     "CELL_REL",
     "DETECT_AUC_MIN",
+    "EXT_DISTANCE_GAIN_PCT",
+    "EXT_P_VALUE",
     "FIG6_DROP_PP",
     "FIG6_HIGH",
     "FIG7_MIN_BIN",
@@ -46,6 +48,8 @@ __all__ = [
     "TEST_ERROR_PP",
     "TOLERANCE_TEXT",
     "Verdict",
+    "adv_more_accurate",
+    "adv_more_robust",
     "audit_verdict",
     "beta_single",
     "beta_sm",
@@ -53,6 +57,7 @@ __all__ = [
     "cell_tolerance",
     "detector_auc",
     "dnn_test_error",
+    "feature_head",
     "fig5_small_to_large",
     "fig6_large_no_loss",
     "fig6_small_recognised",
@@ -119,6 +124,14 @@ AUDIT_TRANSFER_GAP_PP = 10.0
 AUDIT_VERDICTS = ("robust in the white-box sense", "robust only against transfer",
                   "hard to attack because of gradient masking", "not robust")
 
+#: Chapter 6 (fixed before the runs). "Adversarial training further increases the robustness": the FGSM-trained
+#: model's median L2 distance to its own decision boundary exceeds both the plain model's and its control's by more
+#: than this share, percent. "... and the accuracy on clean images": its clean test error is lower than both, and
+#: lower than the control's with McNemar's exact test at this level. A DAM on convolutional features "classifies as
+#: well as the network's own head": its test error at most TEST_ERROR_PP above the CNN's.
+EXT_DISTANCE_GAIN_PCT = 5.0
+EXT_P_VALUE = 0.05
+
 #: How each tolerance reads on the scorecard page.
 TOLERANCE_TEXT: tuple[str, ...] = (
     f"clean test error: within ± {TEST_ERROR_PP:g} percentage points",
@@ -133,6 +146,10 @@ TOLERANCE_TEXT: tuple[str, ...] = (
     f"section 6, \"A performs better than B\" on a measure: A's error under attack lower by more than "
     f"{SEC6_MARGIN_PP:g} points (transfer: mean over the small-n models' adversarial sets; FGSM at ε = "
     f"{SEC6_FGSM_EPS:g})",
+    f"chapter 6: adversarial training \"increases the robustness\" when the median boundary distance grows by more "
+    f"than {EXT_DISTANCE_GAIN_PCT:g} % over both the plain model and its control, \"the clean accuracy\" when the "
+    f"clean error falls below both (McNemar against the control, p < {EXT_P_VALUE:g}); a DAM on CNN features "
+    f"matches the CNN's own head within + {TEST_ERROR_PP:g} points of test error",
     f"section 5's detector: AUC ≥ {DETECT_AUC_MIN:g}; the pairing stops an attack: at most {PAIR_WRONG_MAX:g} % "
     "of the set labelled wrongly",
     f"chapter 7: a check of the masking checklist passes within {AUDIT_TOL_PP:g} points; \"robust in the white-box "
@@ -361,3 +378,37 @@ def no_masking(claim: str, failed_checks: int | None) -> Verdict:
     if failed_checks is None:
         return not_computed(claim, "claim", tol, "")
     return _verdict(claim, float(failed_checks), "claim", tol, failed_checks == 0, "")
+
+
+def adv_more_robust(n: int, dist_adv: float | None, dist_plain: float | None, dist_control: float | None) -> Verdict:
+    """Chapter 6: "should further increase the robustness" (section 6), measured white-box: the FGSM-trained n model's
+    median L2 distance to its own decision boundary against the better of the plain model and the control.
+    ``ours``: the gain in percent; holds above :data:`EXT_DISTANCE_GAIN_PCT`."""
+    claim, tol = f"adversarial training increases the robustness, n = {n}", f"> +{EXT_DISTANCE_GAIN_PCT:g} %"
+    if dist_adv is None or dist_plain is None or dist_control is None:
+        return not_computed(claim, "claim", tol)
+    gain = 100.0 * (dist_adv / max(dist_plain, dist_control) - 1.0)
+    return _verdict(claim, gain, "claim", tol, gain > EXT_DISTANCE_GAIN_PCT)
+
+
+def adv_more_accurate(n: int, err_adv: float | None, err_plain: float | None, err_control: float | None,
+                      p_value: float | None) -> Verdict:
+    """Chapter 6: "... and increase the classification accuracy on the clean images": the FGSM-trained model's clean
+    test error below the plain model's and the control's, and below the control's with McNemar's exact test
+    (``p_value``) under :data:`EXT_P_VALUE`. ``ours``: the control's error minus the trained model's (points)."""
+    claim, tol = f"adversarial training increases the clean accuracy, n = {n}", f"> 0 pp, p < {EXT_P_VALUE:g}"
+    if None in (err_adv, err_plain, err_control, p_value):
+        return not_computed(claim, "claim", tol, "pp")
+    assert err_adv is not None and err_plain is not None and err_control is not None and p_value is not None
+    ok = err_adv < min(err_plain, err_control) and p_value < EXT_P_VALUE
+    return _verdict(claim, err_control - err_adv, "claim", tol, ok, "pp")
+
+
+def feature_head(dataset: str, err_dam: float | None, err_cnn: float | None) -> Verdict:
+    """Chapter 6, the talk's VGG16 + DAM in small: a DAM on the CNN's features classifies within
+    :data:`TEST_ERROR_PP` points of the CNN's own softmax head. ``ours``: the DAM's error minus the CNN's."""
+    claim, tol = f"a DAM on CNN features matches the CNN's own head ({dataset})", f"≤ +{TEST_ERROR_PP:g} pp"
+    ref = f"VGG16 + DAM: {paper.SLIDES_IMAGENET_ACCURACY:g} % on ImageNet"
+    if err_dam is None or err_cnn is None:
+        return not_computed(claim, ref, tol, "pp")
+    return _verdict(claim, err_dam - err_cnn, ref, tol, err_dam - err_cnn <= TEST_ERROR_PP, "pp")

@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .artifacts import read_manifest, store_weights, verified_path
-from .data import Dataset, dataset_fingerprint, load_mnist
+from .data import Dataset, dataset_fingerprint, load_fashion_mnist, load_mnist
 from .params import PROFILES, Preset, bool_field, float_field, int_field
 from .provenance import environment_info
 
@@ -154,14 +154,20 @@ def train_cnn(cfg: CNNConfig, data: Dataset, device: str | torch.device = "cpu",
     return model, history, time.perf_counter() - t0
 
 
-def cnn_name(profile: str, cfg: CNNConfig) -> str:
-    return f"cnn_hinthorn_{profile}_e{cfg.epochs}_b{cfg.batch_size}_seed{cfg.seed}"
+def cnn_name(profile: str, cfg: CNNConfig, dataset: str = "mnist") -> str:
+    data = "" if dataset == "mnist" else f"_{dataset}"
+    return f"cnn_hinthorn_{profile}_e{cfg.epochs}_b{cfg.batch_size}{data}_seed{cfg.seed}"
+
+
+def table_key(profile: str, dataset: str = "mnist") -> str:
+    """``manifest["cnns"]`` key: the profile for MNIST, ``"<profile>_<dataset>"`` otherwise (chapter 6)."""
+    return profile if dataset == "mnist" else f"{profile}_{dataset}"
 
 
 def save_cnn(model: BaseCNN, cfg: CNNConfig, profile: str, history: list[dict[str, float]], wall: float,
              data: Dataset, device: Any = "cpu", root: Path | None = None) -> dict[str, Any]:
     """Store the weights with provenance (:func:`~dam_utils.artifacts.store_weights`); the network becomes
-    ``manifest["cnns"][profile]``."""
+    ``manifest["cnns"][table_key(profile, data.name)]``."""
     x_train, x_test = (data.x_train + 1) / 2, (data.x_test + 1) / 2
     info = {"kind": "cnn-weights", "config": cfg.to_dict(), "profile": profile, "environment": environment_info(device),
             "epochs": len(history), "wall_time_s": round(wall, 1),
@@ -169,7 +175,8 @@ def save_cnn(model: BaseCNN, cfg: CNNConfig, profile: str, history: list[dict[st
             "test_error": model.error_rate(x_test.to(device), data.y_test),
             "data": {"name": data.name, **dataset_fingerprint(data)}}
     arrays = {k: v.cpu().numpy() for k, v in model.state_dict().items()}
-    return store_weights(cnn_name(profile, cfg), arrays, history, info, root, CNN_TABLE, profile)
+    return store_weights(cnn_name(profile, cfg, data.name), arrays, history, info, root, CNN_TABLE,
+                         table_key(profile, data.name))
 
 
 def load_cnn(name: str, root: Path | None = None) -> tuple[BaseCNN, dict[str, Any]]:
@@ -182,17 +189,18 @@ def load_cnn(name: str, root: Path | None = None) -> tuple[BaseCNN, dict[str, An
     return net.eval(), entry
 
 
-def committed_cnn(profile: str = "cpu", root: Path | None = None) -> str | None:
-    """The artifact name of the committed base CNN of ``profile`` (None if there is none)."""
-    return read_manifest(root).get(CNN_TABLE, {}).get(profile)
+def committed_cnn(profile: str = "cpu", root: Path | None = None, dataset: str = "mnist") -> str | None:
+    """The artifact name of the committed base CNN of ``profile`` trained on ``dataset`` (None if there is none)."""
+    return read_manifest(root).get(CNN_TABLE, {}).get(table_key(profile, dataset))
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train Hinthorn's base CNN (appendix B) and store it under artifacts/.")
     ap.add_argument("--profile", default="cpu", choices=PROFILES)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--fashion", action="store_true", help="train on Fashion-MNIST (chapter 6)")
     args = ap.parse_args(argv)
-    cfg, data = CNNConfig.preset(args.profile), load_mnist()
+    cfg, data = CNNConfig.preset(args.profile), load_fashion_mnist() if args.fashion else load_mnist()
     model, history, wall = train_cnn(cfg, data, args.device)
     e = save_cnn(model, cfg, args.profile, history, wall, data, args.device)
     print(f"{e['path']}: test error {e['test_error']:.2f} %, train error {e['train_error']:.2f} %, {wall:.0f} s")

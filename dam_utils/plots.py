@@ -360,3 +360,22 @@ def dead_share_curves(
         a.legend(fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def transfer_heatmap(table: np.ndarray, keys: Sequence[Any], title: str) -> Figure:
+    """A transfer table (G, G) in percent as a heat map: rows the generating model, columns the tested one."""
+    G = len(keys)
+    fig, ax = plt.subplots(figsize=(0.62 * G + 2.5, 0.5 * G + 1.5))
+    im = ax.imshow(table, cmap="viridis", vmin=0, vmax=100)
+    for i in range(G):
+        for j in range(G):
+            ax.text(j, i, f"{table[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if table[i, j] < 60 else "black")
+    ax.set_xticks(range(G), [str(k) for k in keys], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(G), [str(k) for k in keys], fontsize=8)
+    ax.set_xlabel("tested model")
+    ax.set_ylabel("generating model")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig

@@ -175,20 +175,15 @@ def load_result(name: str, root: Path | None = None, check_models: bool = True
     return doc, arrays
 
 
-def save_transfer_results(result: TransferResult, models: Mapping[str, Mapping[str, str]] | None = None,
-                          device: Any = "cpu", root: Path | None = None, name: str = FIG5) -> dict[str, Any]:
-    """Write ``results/<name>.json`` + ``.npz`` atomically and register them (``name``: Fig. 5's table, or
-    another transfer table such as appendix A's n = 2 / n = 8). ``models``: :func:`model_records` of the
-    models used (default: the current book models of ``result.n_values``)."""
-    models = models or model_records(result.n_values, root)
-    config = {**result.config, "models": dict(models)}
+def transfer_payload(result: TransferResult) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON payload and the arrays of a transfer table, as :func:`save_transfer_results` writes them (chapter 6
+    adds its own keys to both); :func:`transfer_from` reads them back."""
     table, table_c = result.table(), result.table(crossed_only=True)
+    keys = [str(k) for k in result.n_values]
     payload = {
         "n_values": result.n_values,
-        "table": {str(g): {str(t): table[i, j] for j, t in enumerate(result.n_values)}
-                  for i, g in enumerate(result.n_values)},
-        "table_crossed_only": {str(g): {str(t): table_c[i, j] for j, t in enumerate(result.n_values)}
-                               for i, g in enumerate(result.n_values)},
+        "table": {g: {t: table[i, j] for j, t in enumerate(keys)} for i, g in enumerate(keys)},
+        "table_crossed_only": {g: {t: table_c[i, j] for j, t in enumerate(keys)} for i, g in enumerate(keys)},
         "clean_error_full": {str(k): v for k, v in result.clean_error_full.items()},
         "clean_error_subset": {str(k): v for k, v in result.clean_error_subset().items()},
         "failures": {str(k): v for k, v in result.failures().items()},
@@ -200,6 +195,34 @@ def save_transfer_results(result: TransferResult, models: Mapping[str, Mapping[s
               "top": result.top, "second": result.second, "crossed": result.crossed,
               "sample_positions": result.sample_positions.astype(np.int32),
               "samples": result.samples.astype(np.float32)}
+    if result.distances is not None:
+        arrays["distances"] = result.distances.astype(np.float32)
+    return payload, arrays
+
+
+def _key(k: Any) -> Any:
+    """A transfer table's model key as saved: a power n (Fig. 5) or a name (chapter 6's models)."""
+    return int(k) if isinstance(k, int) or str(k).isdigit() else str(k)
+
+
+def transfer_from(doc: dict[str, Any], a: dict[str, np.ndarray]) -> TransferResult:
+    """The :class:`TransferResult` of a document and arrays written from :func:`transfer_payload`."""
+    return TransferResult(
+        [_key(n) for n in doc["n_values"]], a["indices"], a["labels"], a["predictions"], a["clean_predictions"],
+        a["top"], a["second"], a["crossed"], a["sample_positions"], a["samples"],
+        {_key(k): v for k, v in doc["clean_error_full"].items()},
+        {_key(k): v for k, v in doc["summaries"].items()}, doc["config"], doc["wall_time_s"], doc["environment"],
+        distances=a.get("distances"))
+
+
+def save_transfer_results(result: TransferResult, models: Mapping[str, Mapping[str, str]] | None = None,
+                          device: Any = "cpu", root: Path | None = None, name: str = FIG5) -> dict[str, Any]:
+    """Write ``results/<name>.json`` + ``.npz`` atomically and register them (``name``: Fig. 5's table, or
+    another transfer table such as appendix A's n = 2 / n = 8). ``models``: :func:`model_records` of the
+    models used (default: the current book models of ``result.n_values``)."""
+    models = models or model_records(result.n_values, root)
+    config = {**result.config, "models": dict(models)}
+    payload, arrays = transfer_payload(result)
     kind = "result-fig5" if name == FIG5 else f"result-transfer-{name}"
     return save_result(name, kind, payload, arrays, config, result.wall_time_s, device, root)
 
@@ -208,12 +231,7 @@ def load_transfer_results(root: Path | None = None, check_models: bool = True, n
     """A cached transfer table, Fig. 5's by default (sha256-verified; refused if the book models changed since)."""
     doc, a = load_result(name, root, check_models)
     assert a is not None
-    n_values = [int(n) for n in doc["n_values"]]
-    return TransferResult(
-        n_values, a["indices"], a["labels"], a["predictions"], a["clean_predictions"], a["top"], a["second"],
-        a["crossed"], a["sample_positions"], a["samples"],
-        {int(k): v for k, v in doc["clean_error_full"].items()},
-        {int(k): v for k, v in doc["summaries"].items()}, doc["config"], doc["wall_time_s"], doc["environment"])
+    return transfer_from(doc, a)
 
 
 def save_rubbish_results(result: RubbishTransferResult, models: Mapping[str, Mapping[str, str]] | None = None,

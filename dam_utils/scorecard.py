@@ -18,12 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import audit_tables, claims, hinthorn, musunuru_report, paper, section6_tables
+from . import audit_tables, claims, extensions_report, hinthorn, musunuru_report, paper, section6_tables
 from .artifacts import ArtifactError, read_manifest
 from .atomic import atomic_write_text
 from .audit import CHECK_EPS, load_audit
 from .cnn import committed_cnn
 from .confidence import beta_from_confidence
+from .extension_models import POWERS
+from .extensions import load_part
 from .hard_negatives import ETAS, GROUPINGS, SDConfig, load_hard_negatives
 from .lbfgs_pairs import load_pairs
 from .paths import REPO_ROOT
@@ -138,7 +140,32 @@ def build_rows(root: Path | None = None) -> list[dict[str, str]]:
     table_s = {} if rs is None else {(g, t): rs.cell(g, t) for g in rs.n_values for t in rs.n_values}
     rows += _cell_rows("Talk slides: adversarial transfer n = 2 / n = 8 (appendix A)", paper.SLIDES_TRANSFER_ERROR,
                        table_s, ss)
-    return rows + _section6_rows(root, r6) + _audit_rows(root) + _hinthorn_rows(root) + _musunuru_rows(root)
+    return (rows + _section6_rows(root, r6) + _extensions_rows(root) + _audit_rows(root) + _hinthorn_rows(root)
+            + _musunuru_rows(root))
+
+
+def _extensions_rows(root: Path | None) -> list[dict[str, str]]:
+    """Chapter 6: the paper's two expectations of adversarial training (per power), the DAM on CNN features against
+    the CNN's head (both data sets), and section 5's key cell on Fashion-MNIST."""
+    sec = "Section 6's proposed extensions, done (chapter 6)"
+    out = []
+    adv, state = _load(lambda r: load_part("adversarial", r), root)
+    for n in POWERS:
+        if adv is None:
+            out += [_row(sec, claims.adv_more_robust(n, None, None, None), state),
+                    _row(sec, claims.adv_more_accurate(n, None, None, None, None), state)]
+        else:
+            v = extensions_report.adv_verdicts(adv)[n]
+            out += [_row(sec, v["robust"], None, digits=1), _row(sec, v["accurate"], None, digits=2)]
+    for part, name in (("features_mnist", "MNIST"), ("features_fashion", "Fashion-MNIST")):
+        res, state = _load(lambda r, p=part: load_part(p, r), root)
+        v = extensions_report.feature_verdict(res, name) if res is not None else claims.feature_head(name, None, None)
+        out.append(_row(sec, v, state, digits=2))
+    fas, state = _load(lambda r: load_part("fashion", r), root)
+    v = (extensions_report.fashion_verdict(fas) if fas is not None
+         else claims.not_computed("the largest-n model classifies correctly the images made by the small-n models "
+                                  "(Fashion-MNIST)", paper.FIG5_CORRECT_N30))
+    return [*out, _row(sec, v, state, digits=1)]
 
 
 def _audit_rows(root: Path | None) -> list[dict[str, str]]:

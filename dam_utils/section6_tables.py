@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from . import claims
 from .pairing import RULES, outcomes, pair_decision, roc
-from .plots import imshow_digit
+from .plots import imshow_digit, transfer_heatmap
 from .section6 import Section6Results
 from .transfer import RubbishTransferResult
 
@@ -192,22 +192,8 @@ def pair_rows(res: Section6Results, accurate: str, fig6: RubbishTransferResult |
 def plot_transfer(res: Section6Results, fgsm_eps: float | None = None) -> Figure:
     """The transfer table as a heat map (rows: generator, columns: tested); FGSM at ``fgsm_eps`` if given."""
     tab = res.transfer.table() if fgsm_eps is None else res.fgsm_error(res.fgsm_eps.index(fgsm_eps))
-    G = len(res.keys)
-    fig, ax = plt.subplots(figsize=(0.62 * G + 2.5, 0.5 * G + 1.5))
-    im = ax.imshow(tab, cmap="viridis", vmin=0, vmax=100)
-    for i in range(G):
-        for j in range(G):
-            ax.text(j, i, f"{tab[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                    color="white" if tab[i, j] < 60 else "black")
-    ax.set_xticks(range(G), res.keys, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(G), res.keys, fontsize=8)
-    ax.set_xlabel("tested model")
-    ax.set_ylabel("generating model")
     what = "one step behind the boundary" if fgsm_eps is None else f"FGSM, ε = {fgsm_eps:g}"
-    ax.set_title(f"Error (%) on adversarial images ({what})", fontsize=10)
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    return fig
+    return transfer_heatmap(tab, res.keys, f"Error (%) on adversarial images ({what})")
 
 
 def plot_fgsm(res: Section6Results) -> Figure:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -34,6 +36,17 @@ try:  # tqdm is optional: the GPU machine has torch, numpy and scipy only
 except ImportError:  # pragma: no cover
     tqdm = None
 
+class Adversary(Protocol):
+    """What :func:`train` calls on each minibatch to add adversarial images (chapter 6,
+    :class:`dam_utils.adv_train.FGSMAdversary`): given the current model, the clean images ``v`` (B, N) and
+    labels ``y`` (B,), return the minibatch to train on, clean rows first (2B, N) and (2B,).
+    ``to_dict()`` describes it; it becomes part of the run's checkpointed configuration."""
+
+    def __call__(self, model: DAM, v: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 @dataclass
 class TrainState:
     """The trainer's tensors: memories ``xi`` (K, 784), ``xc`` (K, 10) and their velocities."""
@@ -45,10 +58,11 @@ class TrainState:
 
     @classmethod
     def from_weights(cls, weights: torch.Tensor, velocity: torch.Tensor | None = None) -> TrainState:
-        """Split (K, 794) weights (and velocity, zero by default) into contiguous parts."""
+        """Split (K, N + 10) weights (and velocity, zero by default) into contiguous parts (N = 784 for images)."""
         velocity = torch.zeros_like(weights) if velocity is None else velocity
-        return cls(weights[:, :N_PIXELS].contiguous(), weights[:, N_PIXELS:].contiguous(),
-                    velocity[:, :N_PIXELS].contiguous(), velocity[:, N_PIXELS:].contiguous())
+        N = weights.shape[1] - N_CLASSES
+        return cls(weights[:, :N].contiguous(), weights[:, N:].contiguous(),
+                    velocity[:, :N].contiguous(), velocity[:, N:].contiguous())
 
     def weights(self) -> torch.Tensor:
         return torch.cat([self.xi, self.xc], 1)  # (K, 794)
@@ -57,11 +71,29 @@ class TrainState:
         return torch.cat([self.v_xi, self.v_xc], 1)  # (K, 794)
 
 
-def init_weights(cfg: TrainConfig, device: torch.device | str = "cpu") -> torch.Tensor:
-    """K x (784 + 10) memories ~ N(init_mean, init_std), clipped to [-1, 1]; drawn on the CPU
-    from ``seed`` so every device starts from the same weights."""
+@contextmanager
+def _denormals_flushed(on: bool) -> Iterator[None]:
+    """With ``on``, CPU float32 numbers below 1.2e-38 (subnormals) are flushed to zero inside the block
+    (``TrainConfig.flush_denormal``: the updates and the per-epoch test error; x86 needs SSE3). Arithmetic on
+    subnormals is several times slower on these CPUs, and for large n, ``(a / T)^(n-1)`` of a weakly active memory
+    lands there (chapter 6, Fashion-MNIST)."""
+    if not on:
+        yield
+        return
+    if not torch.set_flush_denormal(True):
+        raise RuntimeError("flush_denormal=True, but this CPU cannot flush subnormal numbers (it needs SSE3)")
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def init_weights(cfg: TrainConfig, device: torch.device | str = "cpu", n_inputs: int = N_PIXELS) -> torch.Tensor:
+    """K x (n_inputs + 10) memories ~ N(init_mean, init_std), clipped to [-1, 1]; drawn on the CPU
+    from ``seed`` so every device starts from the same weights. ``n_inputs`` is 784 for images (the
+    DAMs of chapter 6 also read 200 CNN features)."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    w = torch.empty(cfg.K, N_PIXELS + N_CLASSES, dtype=getattr(torch, cfg.dtype))
+    w = torch.empty(cfg.K, n_inputs + N_CLASSES, dtype=getattr(torch, cfg.dtype))
     w.normal_(cfg.init_mean, cfg.init_std, generator=gen).clamp_(-1.0, 1.0)
     return w.to(device)
 
@@ -175,6 +207,7 @@ def train(
     health_every: int = 10,
     progress: bool = True,
     stop_after: int | None = None,
+    adversary: Adversary | None = None,
 ) -> TrainResult:
     """Train a DAM_n classifier with the published algorithm.
 
@@ -185,19 +218,29 @@ def train(
     ``stop_after`` ends the run after that many epochs (used to test resuming). Every ``health_every``
     epochs (and at the end) the history records the share of dead memories on the training and test
     sets (:func:`dam_utils.health.dead_memories`); 0 turns that off.
+
+    ``adversary`` (chapter 6) adds adversarial images to every minibatch, made from the current weights;
+    ``train_error`` then counts the clean rows only and ``adv_train_error`` the adversarial ones, and the
+    checkpoint's configuration includes ``adversary.to_dict()`` (a run never resumes with another adversary).
     """
+    name = getattr(data, "name", cfg.dataset)
+    if name != cfg.dataset:
+        raise ValueError(f"the config says dataset={cfg.dataset!r} but the data is {name!r}: pass "
+                         f"TrainConfig(..., dataset={name!r}) or the {cfg.dataset!r} data")
     device = torch.device(device)
     dt = getattr(torch, cfg.dtype)
     x_train, y_train = data.x_train.to(device, dt), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device, dt), data.y_test.to(device)
 
-    state = TrainState.from_weights(init_weights(cfg, device))  # xi (K, 784), xc (K, 10), velocities
+    # xi (K, N), xc (K, 10) and their velocities; N = 784 pixels, or the width of a feature set
+    state = TrainState.from_weights(init_weights(cfg, device, x_train.shape[1]))
     history: list[dict[str, float]] = []
     env = environment_info(device)
+    run_config = cfg.to_dict() if adversary is None else {**cfg.to_dict(), "adversary": adversary.to_dict()}
     start, wall_before = 0, 0.0
     if checkpoint is not None and resume and Path(checkpoint).exists():
         saved = load_checkpoint(checkpoint, map_location=device)
-        check_compatible(saved["config"], cfg.to_dict())
+        check_compatible(saved["config"], run_config)
         state = TrainState.from_weights(saved["weights"].to(device, dt), saved["velocity"].to(device, dt))
         history, start, wall_before = list(saved["history"]), int(saved["epoch"]), float(saved["wall_time_s"])
         env["resumed_from_epoch"] = start
@@ -206,7 +249,7 @@ def train(
         if checkpoint is not None:
             save_checkpoint(
                 checkpoint,
-                dict(config=cfg.to_dict(), epoch=epoch, weights=state.weights().cpu(), velocity=state.velocity().cpu(),
+                dict(config=run_config, epoch=epoch, weights=state.weights().cpu(), velocity=state.velocity().cpu(),
                      history=history, wall_time_s=wall, environment=env),
             )
 
@@ -216,17 +259,25 @@ def train(
                total=cfg.epochs) if tqdm else range(start, end)
     for epoch in bar:
         T, eps = cfg.temperature(epoch), cfg.learning_rate(epoch)
-        wrong, seen, loss_sum = 0, 0, 0.0
-        for idx in epoch_batches(y_train, cfg, epoch).to(device):
-            y = y_train[idx]
-            out, loss = train_step(state, x_train[idx], y, cfg, T, eps)
-            wrong += (out.argmax(1) != y).sum().item()
-            seen += len(y)
-            loss_sum += loss
+        wrong, adv_wrong, seen, loss_sum = 0, 0, 0, 0.0
+        with _denormals_flushed(cfg.flush_denormal):
+            for idx in epoch_batches(y_train, cfg, epoch).to(device):
+                v, y = x_train[idx], y_train[idx]
+                if adversary is not None:  # clean rows first, then their adversarial images
+                    v, y = adversary(DAM(state.xi, state.xc, cfg.n, T), v, y)
+                out, loss = train_step(state, v, y, cfg, T, eps)
+                pred, B = out.argmax(1), len(idx)
+                wrong += (pred[:B] != y[:B]).sum().item()
+                adv_wrong += (pred[B:] != y[B:]).sum().item()
+                seen += B
+                loss_sum += loss
         rec = dict(epoch=epoch + 1, T=T, eps=eps, loss=loss_sum / seen, train_error=100.0 * wrong / seen)
+        if adversary is not None:
+            rec["adv_train_error"] = 100.0 * adv_wrong / seen
         if eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg.epochs):
             model = DAM(state.xi, state.xc, cfg.n, cfg.temperature(epoch + 1))
-            rec["test_error"] = model.error_rate(x_test, y_test)
+            with _denormals_flushed(cfg.flush_denormal):
+                rec["test_error"] = model.error_rate(x_test, y_test)
         if health_every and ((epoch + 1) % health_every == 0 or epoch + 1 == cfg.epochs):
             model = DAM(state.xi, state.xc, cfg.n, cfg.temperature(epoch + 1))
             rec["dead_train_%"] = 100.0 * dead_memories(model, x_train).float().mean().item()

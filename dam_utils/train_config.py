@@ -57,6 +57,8 @@ class TrainConfig:
     seed: int = 0
     dtype: str = "float32"
     freeze_idle: bool = False  # NOT in the published algorithm: see train_step
+    dataset: str = "mnist"  # the ``name`` of the data the model is trained on (checked by ``train``)
+    flush_denormal: bool = False  # NOT in the published algorithm: subnormals -> 0 while training (see train)
 
     @classmethod
     def paper(cls, n: int, **kw: Any) -> TrainConfig:
@@ -112,8 +114,11 @@ class TrainResult:
 def model_name(cfg: TrainConfig) -> str:
     """Canonical artifact name of a trained model, e.g. ``dam_n30_K2000_e250_p60_seed0``.
 
-    ``p60`` is the momentum p = 0.60; ``frz`` marks the ``freeze_idle`` option. (The first book
+    ``p60`` is the momentum p = 0.60; ``frz`` marks the ``freeze_idle`` option, ``ftz`` the ``flush_denormal``
+    one; a data set other than MNIST is named before the seed (``..._p60_fashion_mnist_seed0``). (The first book
     models, trained with p = 0.9 before these tags existed, keep their names ``..._e180_seed0``.)
     """
     tags = f"_p{round(100 * cfg.p):02d}" + ("_frz" if cfg.freeze_idle else "")
-    return f"dam_n{cfg.n}_K{cfg.K}_e{cfg.epochs}{tags}_seed{cfg.seed}"
+    tags += "_ftz" if cfg.flush_denormal else ""
+    data = "" if cfg.dataset == "mnist" else f"_{cfg.dataset}"
+    return f"dam_n{cfg.n}_K{cfg.K}_e{cfg.epochs}{tags}{data}_seed{cfg.seed}"

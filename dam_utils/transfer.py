@@ -93,6 +93,7 @@ class TransferResult:
     wall_time_s: float
     environment: dict[str, Any] = field(default_factory=dict)
     outputs: dict[Any, np.ndarray] = field(default_factory=dict)  # tested key -> (G, N, 10) float64 Y (keep_outputs)
+    distances: np.ndarray | None = None  # (G, N) float32 L2 distance clean -> boundary image (NaN: not crossed)
 
     @property
     def n_images(self) -> int:
@@ -128,7 +129,7 @@ class TransferResult:
                               self.second[idx], self.crossed[idx], self.sample_positions, self.samples[idx],
                               {int(n): self.clean_error_full[int(n)] for n in n_values},
                               {int(n): self.summaries[int(n)] for n in n_values}, self.config, self.wall_time_s,
-                              self.environment)
+                              self.environment, distances=None if self.distances is None else self.distances[idx])
 
     def second_is_truth(self) -> dict[int, float]:
         """Percent of images whose generator's second choice is the true label (footnote 3: ~1 %)."""
@@ -169,6 +170,7 @@ def adversarial_transfer(
     top = np.zeros((G, N), np.int8)
     second = np.zeros((G, N), np.int8)
     crossed = np.zeros((G, N), bool)
+    distances = np.full((G, N), np.nan, np.float32)
     S = min(n_samples, N)
     samples = np.zeros((G, S, N_PIXELS), np.float32)
     summaries: dict[Any, dict[str, Any]] = {}
@@ -184,6 +186,8 @@ def adversarial_transfer(
                 preds[g, t] = _labels(models[nt], behind)
         top[g], second[g] = res.top.numpy(), res.second.numpy()
         crossed[g] = res.crossed.numpy()
+        dist = (res.boundary.float() - x.cpu().float()).norm(dim=1).numpy()
+        distances[g] = np.where(crossed[g], dist, np.nan)
         samples[g] = res.behind[:S].float().numpy()
         summaries[n] = res.summary()
         if progress:
@@ -191,11 +195,12 @@ def adversarial_transfer(
                   flush=True)
     clean = np.stack([_labels(models[n], x) for n in n_values])
     full = {n: models[n].error_rate(data.x_test.to(dev), data.y_test) for n in n_values}
-    config = {"deform": cfg.to_dict(), "n_images": N, "images": f"first {N} MNIST test images",
+    data_name = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}.get(getattr(data, "name", "mnist"), data.name)
+    config = {"deform": cfg.to_dict(), "n_images": N, "images": f"first {N} {data_name} test images",
               "n_values": n_values, "m": {str(k): int(v) for k, v in m.items() if k in models}}
     return TransferResult(n_values, np.arange(N), labels, preds, clean, top, second, crossed, np.arange(S),
                           samples, full, summaries, config, time.perf_counter() - t_all, environment_info(dev),
-                          outputs)
+                          outputs, distances)
 
 
 def recheck_transfer(

@@ -34,13 +34,13 @@ TIERS: tuple[tuple[str, ...], ...] = (
      "dense_net"),
     # 5 attacks and metrics, and studies over trained models
     ("rubbish", "deform", "sensitivity", "rubbish_metrics", "metrics", "dead_memory_study", "fgsm", "pairing",
-     "audit_attacks", "lbfgs", "selective_dropout", "deconvnet"),
+     "audit_attacks", "lbfgs", "selective_dropout", "deconvnet", "cnn_features", "adv_train"),
     # 6 experiments across models, their results cache, and the verdicts
     ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces", "slides", "lbfgs_pairs", "musunuru",
-     "hard_negatives", "hinthorn", "musunuru_report"),
+     "hard_negatives", "hinthorn", "musunuru_report", "extension_models", "extensions"),
     # 7 presentation: figures, widgets, the scorecard page
     ("plots", "figures_attacks", "figures_transfer", "section6_tables", "audit_tables", "widgets", "figures_hinthorn",
-     "figures_musunuru", "scorecard", "chapter_glue"),
+     "figures_musunuru", "extensions_report", "scorecard", "chapter_glue"),
     # 8 command lines that run a whole chapter's computation
     ("reproduce",),
 )

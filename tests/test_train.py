@@ -13,12 +13,14 @@ from dam_utils.train import (
     TrainConfig,
     TrainState,
     _compiled_update,
+    _denormals_flushed,
     epoch_batches,
     init_weights,
     momentum_update,
     train,
     train_step,
 )
+from dam_utils.train_config import model_name
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +195,16 @@ def test_compiled_update_equals_the_eager_update() -> None:
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-6, atol=1e-6)
     assert (results[0][1][::7] == 0).all()  # frozen: no velocity left
+
+
+def test_flush_denormal_acts_inside_training_only(mnist) -> None:
+    """``flush_denormal`` flushes subnormal float32 numbers to zero during the updates and restores IEEE
+    arithmetic afterwards; the model records the option in its name."""
+    tiny = torch.tensor([1e-39])  # a float32 subnormal
+    with _denormals_flushed(True):
+        assert float(tiny * 1.0) == 0.0
+    assert float(tiny * 1.0) > 0.0
+    cfg = TrainConfig.smoke(30, K=20, flush_denormal=True)
+    train(cfg, mnist, progress=False)
+    assert float(tiny * 1.0) > 0.0
+    assert "_ftz" in model_name(cfg) and "_ftz" not in model_name(TrainConfig.smoke(30))
