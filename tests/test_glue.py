@@ -9,6 +9,7 @@ after a source edit this test passes only once the chapter is re-executed (``mak
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,19 @@ def test_every_referenced_key_is_glued(doc: str) -> None:
 def test_every_glued_key_is_used(doc: str) -> None:
     idle = UNUSED.get(doc, [])
     assert not idle, f"{doc} glues keys no page references; remove the glue calls: {idle}"
+
+
+@pytest.mark.parametrize("path", committed_notebooks(), ids=_doc)
+def test_no_key_is_glued_twice(path: Path) -> None:
+    """Sphinx (``-W``) refuses a page that glues one key twice, e.g. from inside a loop."""
+    dup = gu.duplicate_keys(json.loads(path.read_text(encoding="utf-8")))
+    assert not dup, f"{_doc(path)} glues these keys more than once: {dup}"
+
+
+def test_a_duplicate_glue_is_caught() -> None:
+    out = {"output_type": "display_data", "data": {"text/plain": "1"}, "metadata": {"scrapbook": {"name": "k"}}}
+    nb = {"cells": [{"cell_type": "code", "source": "", "outputs": [out, out]}]}
+    assert gu.duplicate_keys(nb) == ["k"]
 
 
 @pytest.mark.parametrize("path", committed_notebooks(), ids=_doc)

@@ -8,7 +8,7 @@ resolves in the named notebook. The key is glued *and* used only when both sides
 
 Usage: ``python tools/glue_usage.py [--source]`` prints, per notebook, the glued keys no page uses and
 the referenced keys the notebook never glues (keys glued by one loop count as one family, see
-:func:`family`), and exits 1 when either list is non-empty. ``--source``
+:func:`family`) and the keys glued more than once, and exits 1 when any list is non-empty. ``--source``
 also lists the ``glue`` calls in the code cells whose key (an f-string read as a pattern) no page uses:
 outputs lag behind the source until the chapters are re-executed.
 """
@@ -46,6 +46,13 @@ def glued_keys(nb: dict) -> set[str]:
             if meta and "name" in meta:
                 keys.add(meta["name"])
     return keys
+
+
+def duplicate_keys(nb: dict) -> list[str]:
+    """Keys glued more than once in a notebook's committed outputs (the ``-W`` book build refuses them)."""
+    names = [out["metadata"]["scrapbook"]["name"] for cell in nb["cells"] for out in cell.get("outputs", [])
+             if "name" in out.get("metadata", {}).get("scrapbook", {})]
+    return sorted({k for k in names if names.count(k) > 1})
 
 
 def references(text: str, own_doc: str) -> set[tuple[str, str]]:
@@ -188,12 +195,15 @@ def main() -> int:
             print("  referenced, never glued:", " ".join(undefined[doc]))
     for doc in sorted(set(undefined) - set(glued)):
         print(f"{doc}: referenced, no such notebook:", " ".join(undefined[doc]))
+    duplicated = {doc_name(p): d for p in NOTEBOOKS if (d := duplicate_keys(json.loads(p.read_text(encoding="utf-8"))))}
+    for doc, keys in duplicated.items():
+        print(f"{doc}: glued more than once:", " ".join(keys))
     if "--source" in sys.argv:
         for path in NOTEBOOKS:
             print(f"{doc_name(path)} (source):", *source_report(path, refs), sep="\n")
             if missing := source_undefined(path, refs):
                 print("  referenced, glued by no call:", " ".join(missing))
-    return 1 if unused or undefined else 0
+    return 1 if unused or undefined or duplicated else 0
 
 
 if __name__ == "__main__":
