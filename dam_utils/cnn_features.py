@@ -27,7 +27,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from .cnn import BaseCNN
@@ -101,8 +100,8 @@ def feature_set(cnn: BaseCNN, data: Dataset, quantile: float = 0.99) -> tuple[Fe
     return fmap, fs
 
 
-#: From this power on, a feature DAM flushes subnormal numbers in its updates (``TrainConfig.flush_denormal``): at
-#: n = 30 an epoch on MNIST features took about 60 s with them and spent most of it on subnormal arithmetic.
+#: From this power on, a feature DAM flushes subnormal numbers while it trains (``TrainConfig.flush_denormal``; what
+#: that saves on a machine: ``benchmarks/subnormals.py``).
 FLUSH_MIN_N = 20
 #: The feature DAM's schedule at ``cpu`` size (the image DAM's is 300 epochs with a 200-epoch ramp).
 FEATURE_EPOCHS = {"cpu": {"epochs": 30, "ramp_epochs": 20}}
@@ -183,7 +182,3 @@ class CNNDAM(_ImageClassifier):
 
     def as_float64(self) -> CNNDAM:
         return CNNDAM(self.fmap.as_float64(), DAM(self.dam.xi.double(), self.dam.xc.double(), self.dam.n, self.dam.T))
-
-
-def scale_array(fmap: FeatureMap) -> np.ndarray:
-    return fmap.scale.cpu().numpy().astype(np.float32)

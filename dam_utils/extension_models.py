@@ -37,15 +37,16 @@ from .model import DAM
 from .train import train
 from .train_config import TrainConfig
 
-__all__ = ["CHANCE_LEVEL", "FASHION_EPOCHS", "FEATURE_TABLE", "POWERS", "ModelSet", "adversarial_models",
-           "epochs_at_chance", "fashion_models", "feature_models", "train_feature_dams"]
+__all__ = ["CHANCE_LEVEL", "FASHION_EPOCHS", "FEATURE_QUANTILE", "FEATURE_TABLE", "POWERS", "ModelSet",
+           "adversarial_models", "epochs_at_chance", "fashion_models", "feature_models", "train_feature_dams"]
 
 POWERS = (2, 30)
 #: ``manifest["feature_dams"]["<data>_n<n>"]``: the DAMs on CNN features.
 FEATURE_TABLE = "feature_dams"
 #: Epochs of the Fashion-MNIST DAMs per profile (the MNIST book models: 300 at ``cpu``).
 FASHION_EPOCHS = {"paper": 3000, "cpu": 100, "smoke": 2}
-_QUANTILE = 0.99
+#: The quantile of each CNN feature on the training images that maps to +1 (``cnn_features.feature_set``).
+FEATURE_QUANTILE = 0.99
 #: Test error (percent) at or above which a 10-class model is "at chance" (chance itself: 90 %).
 CHANCE_LEVEL = 85.0
 _SMOKE_TRAIN = 5000
@@ -128,7 +129,7 @@ def train_feature_dams(profile: str, data: Dataset, cnn: BaseCNN, device: Any = 
     """DAMs n = 2, 30 on ``cnn``'s features of ``data`` (:func:`~dam_utils.cnn_features.feature_config`): the
     feature set and, per n, the image-level classifier and the training result. With ``save_as`` (the CNN's
     artifact record ``{"name", "sha256"}``) each is committed to ``manifest["feature_dams"]``."""
-    fmap, fs = feature_set(cnn, data, _QUANTILE)
+    fmap, fs = feature_set(cnn, data, FEATURE_QUANTILE)
     reference = data if data.name == "mnist" else load_mnist()  # the temperatures' reference: MNIST images
     out = {}
     for n in powers:
@@ -136,7 +137,7 @@ def train_feature_dams(profile: str, data: Dataset, cnn: BaseCNN, device: Any = 
         res = train(cfg, fs, device=device, progress=progress)
         if save_as is not None:
             save_model(res, fs, root, table=FEATURE_TABLE, key=f"{data.name}_n{n}",
-                       extra={"cnn": save_as, "feature_scale": fmap.scale.tolist(), "quantile": _QUANTILE})
+                       extra={"cnn": save_as, "feature_scale": fmap.scale.tolist(), "quantile": FEATURE_QUANTILE})
         out[n] = (CNNDAM(fmap, res.model), res)
     return fs, out
 

@@ -75,8 +75,8 @@ class TrainState:
 def _denormals_flushed(on: bool) -> Iterator[None]:
     """With ``on``, CPU float32 numbers below 1.2e-38 (subnormals) are flushed to zero inside the block
     (``TrainConfig.flush_denormal``: the updates and the per-epoch test error; x86 needs SSE3). Arithmetic on
-    subnormals is several times slower on these CPUs, and for large n, ``(a / T)^(n-1)`` of a weakly active memory
-    lands there (chapter 6, Fashion-MNIST)."""
+    subnormals can be slower on CPUs (``benchmarks/subnormals.py`` measures it), and for large n, ``(a / T)^(n-1)``
+    of a weakly active memory lands there (chapter 6, Fashion-MNIST)."""
     if not on:
         yield
         return

@@ -67,7 +67,7 @@ def test_cached_part_matches_the_code(part: str) -> None:
 def test_part_is_fresh_and_refused_once_a_model_changes(part: str, table: str, key: str, tmp_path) -> None:
     res = _cached(part)
     records = res.config["models"]
-    assert set(records) == set(res.keys) or part.startswith("features")
+    assert set(records) == set(res.keys)
     shutil.copy(artifacts_dir() / "manifest.json", tmp_path / "manifest.json")
     check_fresh(records, result_name(part), tmp_path)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
