@@ -141,6 +141,7 @@ notebooks: $(VENV_STAMP) $(DATA)
 # Fig. 5: every model deforms all 10000 test images; Fig. 6: 100 rubbish images per class and model),
 # then chapter 5 (section 6: DAMs and the feed-forward networks of manifest["polynets"], transfer, FGSM and
 # the guarded pair), chapter 7 (the robustness audit with AutoAttack and foolbox), chapter 3's explorer traces,
+# chapter 2's rubbish images (Fig. 3 and its tables),
 # appendix A's n = 2 / n = 8 table, appendix B's L-BFGS pairs and grid (from the committed base CNN) and
 # appendix C's draws of adversarial images and permuted copies (from the committed dense network), write
 # artifacts/results/ with provenance, and regenerate the scorecard. Then re-run the chapters: `make notebooks`
@@ -152,6 +153,7 @@ reproduce: $(VENV_STAMP) $(DATA)
 	$(PY) -m dam_utils.extensions
 	$(PY) -m dam_utils.audit
 	$(PY) -m dam_utils.explorer_traces
+	$(PY) -m dam_utils.rubbish_cache
 	$(PY) -m dam_utils.slides
 	$(PY) -m dam_utils.lbfgs_pairs
 	$(PY) -m dam_utils.hard_negatives --workers 2

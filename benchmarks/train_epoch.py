@@ -9,6 +9,8 @@ Prints measured ratios (never asserts): run with ``make bench`` or
 * NumPy float64: the same minibatch step written straightforwardly (the B x K x C tensors
   materialised), timed on a few minibatches and scaled to an epoch.
 * Peak memory: resident set size (CPU) or ``torch.cuda.max_memory_allocated`` (CUDA).
+* ``--stack S``: S seeds trained at once (:func:`dam_utils.train_stack.train_stack`, the GPU path of issue 11):
+  time per model-epoch and the throughput against one model at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dam_utils.data import load_mnist
 from dam_utils.train import TrainConfig, epoch_batches, init_weights, train
+from dam_utils.train_stack import train_stack
 
 
 def _sync(device: torch.device) -> None:
@@ -83,6 +86,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--K", type=int, default=2000)
     ap.add_argument("--numpy-batches", type=int, default=2)
+    ap.add_argument("--stack", type=int, default=1, help="also time this many seeds trained at once")
     args = ap.parse_args()
     device = torch.device(args.device)
     data = load_mnist()
@@ -109,6 +113,18 @@ def main() -> None:
     print(f"GEMM floor        : {floor:.3f} s/epoch")
     print(f"our epoch         : {epoch:.3f} s/epoch  ({1000 * epoch:.1f} ms)")
     print(f"ratio epoch/floor : {epoch / floor:.2f}  (target <= 1.5 on CPU)")
+    if args.stack > 1:
+        seeds = list(range(args.stack))
+        train_stack(TrainConfig.paper(args.n, K=args.K, epochs=1, batches_per_epoch=3), seeds, data, device=device,
+                    progress=False, eval_every=0, health_every=0)  # warm-up: compile the stacked kernels
+        _sync(device)
+        t = time.perf_counter()
+        train_stack(cfg, seeds, data, device=device, progress=False, eval_every=0, health_every=0)
+        _sync(device)
+        stacked = time.perf_counter() - t
+        print(f"stack of {args.stack:<9d}: {stacked:.3f} s/epoch for {args.stack} models = "
+              f"{1000 * stacked / args.stack:.1f} ms per model-epoch; throughput {args.stack * epoch / stacked:.2f}x "
+              "one model at a time")
 
     if device.type == "cpu":
         w = init_weights(cfg).double().numpy()

@@ -165,9 +165,14 @@ def store_weights(name: str, arrays: Mapping[str, np.ndarray], history: list[dic
     register(name + ".history", hpath, {"kind": "training-history", "model": name}, root)
     out = register(name, wpath, {**info, "history": name + ".history"}, root)
     if table is not None:
-        with _locked_manifest(root) as manifest:
-            manifest.setdefault(table, {})[key or name] = name
+        set_table_entry(table, key or name, name, root)
     return out
+
+
+def set_table_entry(table: str, key: str, name: str, root: Path | None = None) -> None:
+    """``manifest[table][key] = name``, under the manifest's lock (the artifact ``name`` is registered already)."""
+    with _locked_manifest(root) as manifest:
+        manifest.setdefault(table, {})[key] = name
 
 
 def load_model(name: str, device: str | torch.device = "cpu", root: Path | None = None) -> tuple[DAM, dict[str, Any]]:

@@ -28,8 +28,8 @@ import torch
 
 from .params import Preset, check_float, check_int, float_field, int_field
 
-__all__ = ["IterativeConfig", "basin_sizes", "binarise", "energy", "hebbian", "iterative_rule", "label_of",
-           "pattern_health", "pseudo_inverse", "recall", "sphere_landscape", "storkey", "transform_memory"]
+__all__ = ["IterativeConfig", "basin_sizes", "binarise", "energy", "exact_units", "hebbian", "iterative_rule",
+           "label_of", "pattern_health", "pseudo_inverse", "recall", "sphere_landscape", "storkey", "transform_memory"]
 
 
 def binarise(x01: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -47,16 +47,33 @@ def hebbian(xi: torch.Tensor, zero_diagonal: bool = True) -> torch.Tensor:
     """Eq. (1): W = xi^T xi / N for patterns ``xi`` (P, N) of +1 / -1; (N, N), float64."""
     _check_spins(xi, "xi")
     xi = xi.double()
-    w = xi.T @ xi / xi.shape[1]
+    w = xi.T @ xi  # (N, N) integers: exact
     if zero_diagonal:
         w.fill_diagonal_(0.0)
-    return w
+    return w / xi.shape[1]
+
+
+def exact_units(w: torch.Tensor) -> torch.Tensor:
+    """``N W`` when it is integer-valued (the Hebbian memory, and the iterative one with an integer ``eta``), else
+    ``W``. The dynamics read only signs and ties of ``h = W s`` and of ``xi_i h_i``; in units of 1/N those are
+    sums of integers, exact in float64 in any order, so every tie is a tie on every machine. In units of 1 a sum
+    of multiples of 1/784 is rounded, and the rounding depends on the order a BLAS library adds in: a true tie
+    (``h_i = 0``, the unit keeps its state) can become +-1e-16 and flip a unit on one CPU and not on another.
+    Storkey's and the pseudo-inverse's weights are not such multiples and are returned as they are (the same
+    object, so ``exact_units(w) is w`` says which case it was)."""
+    scaled = w.double() * w.shape[-1]
+    units = scaled.round()
+    close = (scaled - units).abs().max() <= 1e-9 * max(1.0, float(units.abs().max()))
+    return units if bool(close) else w
 
 
 def energy(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Eq. (2): E(s) = -1/2 s^T W s for states ``s`` (B, N) -> (B,)."""
-    s = s.to(w.dtype)
-    return -0.5 * ((s @ w) * s).sum(1)
+    """Eq. (2): E(s) = -1/2 s^T W s for states ``s`` (B, N) -> (B,). Summed in the exact units of
+    :func:`exact_units` where W has them (then divided by N once), so the value is the same on every machine."""
+    u = exact_units(w)
+    scale = w.shape[-1] if u is not w else 1
+    s = s.to(u.dtype)
+    return (-0.5 * ((s @ u) * s).sum(1) / scale).to(w.dtype)
 
 
 @dataclass(frozen=True)
@@ -93,30 +110,31 @@ def iterative_rule(xi: torch.Tensor, cfg: IterativeConfig, keep: tuple[int, ...]
     xi = xi.double()
     p, n = xi.shape
     gen = torch.Generator().manual_seed(cfg.seed)
-    w = hebbian(xi)
+    u = hebbian(xi) * n  # W in units of 1/N (integers; see exact_units): the checks below are exact
+    u = u.round()
     history: list[dict[str, Any]] = []
     for it in range(cfg.max_iter):
         rec: dict[str, Any] = {"iteration": it, "violations": 0}
         if it in keep:
-            rec["w"] = w.clone()
+            rec["w"] = u / n
         for mu in range(p):
             x = xi[mu]
             idx = _neighbours(cfg.samples, n, cfg.flips, gen)  # (M, k)
             # s = x with the bits F flipped: E(s) - E(x) = 2 sum_{i in F} x_i h_i - 2 sum_{i, j in F} x_i W_ij x_j
             xf = x[idx]  # (M, k)
-            rise = 2 * (xf * (w @ x)[idx]).sum(1) - 2 * (xf[:, :, None] * w[idx[:, :, None], idx[:, None, :]]
-                                                          * xf[:, None, :]).sum((1, 2))
-            bad = rise <= cfg.kappa  # (M,) neighbours not higher than the pattern
+            rise = 2 * (xf * (u @ x)[idx]).sum(1) - 2 * (xf[:, :, None] * u[idx[:, :, None], idx[:, None, :]]
+                                                          * xf[:, None, :]).sum((1, 2))  # N (E(s) - E(x))
+            bad = rise <= cfg.kappa * n  # (M,) neighbours not higher than the pattern
             if bad.any():
                 sb = x.repeat(int(bad.sum()), 1)
                 sb.scatter_(1, idx[bad], -xf[bad])
-                w += cfg.eta / n * (int(bad.sum()) * torch.outer(xi[mu], xi[mu]) - sb.T @ sb)
-                w.fill_diagonal_(0.0)
+                u += cfg.eta * (int(bad.sum()) * torch.outer(xi[mu], xi[mu]) - sb.T @ sb)
+                u.fill_diagonal_(0.0)
                 rec["violations"] += int(bad.sum())
         history.append(rec)
         if rec["violations"] == 0:
             break
-    return w, history
+    return u / n, history
 
 
 def storkey(xi: torch.Tensor) -> torch.Tensor:
@@ -153,8 +171,8 @@ def recall(w: torch.Tensor, s0: torch.Tensor, max_sweeps: int = 100, seed: int =
     state needed until a sweep changed nothing (``max_sweeps`` + 1 if it never settled)."""
     _check_spins(s0, "s0")
     max_sweeps = check_int("max_sweeps", max_sweeps, 1, 100000)
-    wn = w.detach().cpu().numpy()
-    s = s0.detach().cpu().to(w.dtype).numpy().copy()  # (B, N)
+    wn = exact_units(w.detach().cpu()).double().numpy()  # sign(h) is all recall reads: units of 1/N keep ties exact
+    s = s0.detach().cpu().to(torch.float64).numpy().copy()  # (B, N)
     h = s @ wn  # (B, N); W symmetric
     gen = torch.Generator().manual_seed(seed)
     sweeps = np.full(len(s), max_sweeps + 1, dtype=np.int64)
@@ -189,13 +207,15 @@ def pattern_health(w: torch.Tensor, xi: torch.Tensor) -> dict[str, torch.Tensor]
     tie keeps the unit), ``strict_min`` (every one-flip neighbour is higher: xi_i h_i > 0 for every i),
     ``unstable`` (bits with xi_i h_i <= 0), and the minimum and mean energy of the N one-flip neighbours
     (E(xi with bit i flipped) = E(xi) + 2 xi_i h_i with a zero diagonal)."""
-    xi = xi.to(w.dtype)
-    stab = xi * (xi @ w)  # (P, N): xi_i h_i
+    u = exact_units(w)  # sums in units of 1/N where W has them: every tie and every value the same on any machine
+    xi = xi.to(u.dtype)
+    stab_u = xi * (xi @ u)  # (P, N): xi_i h_i, in those units
+    stab = (stab_u / w.shape[-1] if u is not w else stab_u).to(w.dtype)
     e = energy(w, xi)
     diag = torch.diagonal(w)
     neigh = e[:, None] + 2 * stab - 2 * diag[None, :]  # exact for any diagonal
-    return {"energy": e, "fixed": (stab >= 0).all(1), "strict_min": (stab > 0).all(1),
-            "unstable": (stab <= 0).sum(1), "neighbour_min": neigh.min(1).values, "neighbour_mean": neigh.mean(1)}
+    return {"energy": e, "fixed": (stab_u >= 0).all(1), "strict_min": (stab_u > 0).all(1),
+            "unstable": (stab_u <= 0).sum(1), "neighbour_min": neigh.min(1).values, "neighbour_mean": neigh.mean(1)}
 
 
 def basin_sizes(w: torch.Tensor, xi: torch.Tensor, max_flips: int = 300, step: int = 10, trials: int = 10,

@@ -42,9 +42,11 @@ from .data_sources import N_CLASSES, N_PIXELS  # noqa: F401  (re-exported: the m
 
 
 def _forward_core(a: torch.Tensor, c2: torch.Tensor, n: int) -> torch.Tensor:
-    """D = sum_mu [relu(a + c2_alpha)^n - relu(a)^n], shape (B, C). ``a``: (B, K), ``c2``: (K, C)."""
-    r = (a.unsqueeze(2) + c2.unsqueeze(0)).clamp(min=0)  # (B, K, C)
-    return (r**n).sum(1) - (a.clamp(min=0) ** n).sum(1, keepdim=True)
+    """D = sum_mu [relu(a + c2_alpha)^n - relu(a)^n], shape (B, C). ``a``: (B, K), ``c2``: (K, C).
+    A leading stack dimension S (several models at once, :mod:`dam_utils.train_stack`) is carried through:
+    (S, B, K) and (S, K, C) give (S, B, C)."""
+    r = (a.unsqueeze(-1) + c2.unsqueeze(-3)).clamp(min=0)  # (B, K, C)
+    return (r**n).sum(-2) - (a.clamp(min=0) ** n).sum(-1, keepdim=True)
 
 
 def _backward_core(
@@ -52,26 +54,27 @@ def _backward_core(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """With P[b, mu, alpha] = g[b, alpha] relu(a + c2)^(n-1), returns (Q T / n, sum_b P) where
     Q T / n = sum_alpha P - (sum_alpha g) relu(a)^(n-1) is the derivative w.r.t. a (up to n / T)."""
-    r = (a.unsqueeze(2) + c2.unsqueeze(0)).clamp(min=0)  # (B, K, C)
-    p = g.unsqueeze(1) * r ** (n - 1)  # (B, K, C)
-    return p.sum(2) - g.sum(1, keepdim=True) * a.clamp(min=0) ** (n - 1), p.sum(0)
+    r = (a.unsqueeze(-1) + c2.unsqueeze(-3)).clamp(min=0)  # (B, K, C)
+    p = g.unsqueeze(-2) * r ** (n - 1)  # (B, K, C)
+    return p.sum(-1) - g.sum(-1, keepdim=True) * a.clamp(min=0) ** (n - 1), p.sum(-3)
 
 
 _CHUNK = 256  # memories per eager chunk: B x 256 x 10 floats stay near the L2 cache
 
 
 def _forward_eager(a: torch.Tensor, c2: torch.Tensor, n: int) -> torch.Tensor:
-    out = torch.zeros(a.shape[0], c2.shape[1], dtype=a.dtype, device=a.device)
-    for k in range(0, a.shape[1], _CHUNK):
-        out += _forward_core(a[:, k : k + _CHUNK], c2[k : k + _CHUNK], n)
+    out = torch.zeros(*a.shape[:-1], c2.shape[-1], dtype=a.dtype, device=a.device)  # (..., B, C)
+    for k in range(0, a.shape[-1], _CHUNK):
+        out += _forward_core(a[..., k : k + _CHUNK], c2[..., k : k + _CHUNK, :], n)
     return out
 
 
 def _backward_eager(
     a: torch.Tensor, c2: torch.Tensor, g: torch.Tensor, n: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    parts = [_backward_core(a[:, k : k + _CHUNK], c2[k : k + _CHUNK], g, n) for k in range(0, a.shape[1], _CHUNK)]
-    return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 0)
+    parts = [_backward_core(a[..., k : k + _CHUNK], c2[..., k : k + _CHUNK, :], g, n)
+             for k in range(0, a.shape[-1], _CHUNK)]
+    return torch.cat([p[0] for p in parts], -1), torch.cat([p[1] for p in parts], -2)
 
 
 _compiled: dict[tuple[str, int], object] = {}
@@ -100,10 +103,11 @@ def _core(name: str, n: int):
 
 
 def _run_compiled(name: str, n: int, *args: torch.Tensor):
-    # args: a (B, K), c2 (K, C) [, g (B, C)]; only the batch dimension B of a and g varies
+    # args: a (B, K), c2 (K, C) [, g (B, C)], each with an optional leading stack dimension S; only the
+    # batch dimension B of a and g varies
     for t in (args[0], *args[2:]):
-        if t.shape[0] > 1:
-            torch._dynamo.mark_dynamic(t, 0)
+        if t.shape[-2] > 1:
+            torch._dynamo.mark_dynamic(t, t.dim() - 2)
     return _core(name, n)(*args)
 
 
@@ -151,7 +155,8 @@ def _bwd(a: torch.Tensor, c2: torch.Tensor, g: torch.Tensor, n: int) -> tuple[to
 class _EnergyDifference(torch.autograd.Function):
     """D = beta * sum_mu [F_n(a + 2 xc_alpha) - F_n(a)], with hand-derived gradients.
 
-    Shapes: v (B, N), xi (K, N), xc (K, C) -> D (B, C). With ``f(x) = relu(x / T)^n``,
+    Shapes: v (B, N), xi (K, N), xc (K, C) -> D (B, C), or with a leading stack dimension S on all four
+    (several models, each with its own images; :mod:`dam_utils.train_stack`). With ``f(x) = relu(x / T)^n``,
     ``f'(x) = (n / T) relu(x / T)^(n-1)``, ``P = g_alpha f'(a + 2 xc_alpha)`` and
     ``Q = sum_alpha P - (sum_alpha g_alpha) f'(a)`` (the total derivative w.r.t. a):
 
@@ -160,7 +165,7 @@ class _EnergyDifference(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, v: torch.Tensor, xi: torch.Tensor, xc: torch.Tensor, n: int, T: float) -> torch.Tensor:
-        a = (v @ xi.T - xc.sum(1)) / T  # (B, K), temperature folded in
+        a = (v @ xi.mT - xc.sum(-1).unsqueeze(-2)) / T  # (B, K), temperature folded in
         c2 = 2.0 * xc / T  # (K, C)
         d = _fwd(a, c2, n)  # (B, C)
         ctx.save_for_backward(v, xi, a, c2)
@@ -175,8 +180,8 @@ class _EnergyDifference(torch.autograd.Function):
         q_scaled, p_sum_b = _bwd(a, c2, g, n)  # (B, K), (K, C)
         q = (n / T) * q_scaled  # (B, K): total derivative w.r.t. the unscaled argument a
         gv = q @ xi if ctx.needs_input_grad[0] else None
-        gxi = q.T @ v if ctx.needs_input_grad[1] else None
-        gxc = (2.0 * n / T) * p_sum_b - q.sum(0).unsqueeze(1) if ctx.needs_input_grad[2] else None
+        gxi = q.mT @ v if ctx.needs_input_grad[1] else None
+        gxc = (2.0 * n / T) * p_sum_b - q.sum(-2).unsqueeze(-1) if ctx.needs_input_grad[2] else None
         return gv, gxi, gxc, None, None
 
 

@@ -118,14 +118,14 @@ def epoch_batches(labels: torch.Tensor, cfg: TrainConfig, epoch: int) -> torch.T
 
 
 def loss_fn(outputs: torch.Tensor, targets: torch.Tensor, m: int) -> torch.Tensor:
-    """Eq. (3): sum over examples and classes of (Y - t)^(2m)."""
-    return ((outputs - targets) ** (2 * m)).sum()
+    """Eq. (3): sum over examples and classes of (Y - t)^(2m). ``outputs``, ``targets``: (B, C), or (S, B, C)
+    for a stack of S models; returns the loss of each model, () or (S,)."""
+    return ((outputs - targets) ** (2 * m)).sum((-2, -1))
 
 
 def _targets(labels: torch.Tensor) -> torch.Tensor:
-    t = -torch.ones(len(labels), N_CLASSES, device=labels.device)
-    t[torch.arange(len(labels), device=labels.device), labels] = 1.0
-    return t
+    """t = +1 for the label, -1 elsewhere: (..., C) for labels (...)."""
+    return 2.0 * torch.nn.functional.one_hot(labels, N_CLASSES).float() - 1.0
 
 
 def train_step(
@@ -142,7 +142,12 @@ def train_step(
     contiguous tensors (a strided view of one (K, 794) array slows both GEMMs); the max in the
     normalisation runs over all 794 weights of a memory, as in the published algorithm.
     ``v``: (B, 784) images, ``y``: (B,) labels. Returns the outputs Y (before the update) and
-    the loss C of eq. (3) on this minibatch.
+    the loss C of eq. (3) on this minibatch, a 0-d tensor (no host synchronisation here).
+
+    A stack of S independent models (:mod:`dam_utils.train_stack`) takes the same step: ``state`` holds
+    (S, K, 784) and (S, K, 10), ``v`` (S, B, 784) and ``y`` (S, B), each model its own minibatch; Y is then
+    (S, B, 10) and the loss (S,). The models share nothing: the sum of their losses has, for each model's
+    weights, that model's gradient.
 
     With ``cfg.freeze_idle`` (NOT part of the published algorithm; off in the book's presets, for the
     reasons of chapter 1) a memory whose gradient on this minibatch is exactly zero keeps its weights and
@@ -151,8 +156,8 @@ def train_step(
     xi = state.xi.detach().requires_grad_(True)
     xc = state.xc.detach().requires_grad_(True)
     out = torch.tanh(energy_difference(v, xi, xc, cfg.n, T))  # (B, C)
-    loss = loss_fn(out, _targets(y), cfg.m)
-    g_xi, g_xc = torch.autograd.grad(loss, (xi, xc))  # (K, 784), (K, C)
+    loss = loss_fn(out, _targets(y), cfg.m)  # () or (S,)
+    g_xi, g_xc = torch.autograd.grad(loss.sum(), (xi, xc))  # (K, 784), (K, C)
     eps_t = torch.tensor(eps, dtype=state.xi.dtype, device=state.xi.device)  # a tensor: no recompile per epoch
     args = (state.xi, state.xc, state.v_xi, state.v_xc, g_xi, g_xc, cfg.p, eps_t, cfg.freeze_idle)
     with torch.no_grad():
@@ -161,7 +166,7 @@ def train_step(
         else:
             new = momentum_update(*args)
     state.xi, state.xc, state.v_xi, state.v_xc = new
-    return out.detach(), loss.item()
+    return out.detach(), loss.detach()
 
 
 def momentum_update(
@@ -170,18 +175,19 @@ def momentum_update(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The update of App. A: ``V <- p V - dC/dxi``, ``xi <- clip(xi + eps V / max|V|, -1, 1)``.
 
-    ``xi`` (K, 784), ``xc`` (K, 10), their velocities and gradients; ``eps`` a 0-d tensor. The max runs
-    over all 794 weights of a memory. With ``freeze_idle`` a memory whose gradient is exactly zero
+    ``xi`` (K, 784), ``xc`` (K, 10), their velocities and gradients (or (S, K, .) for a stack of models);
+    ``eps`` a 0-d tensor. The max runs over all 794 weights of a memory. With ``freeze_idle`` a memory whose
+    gradient is exactly zero
     drops its velocity and does not move. Returns the new ``(xi, xc, v_xi, v_xc)``. A pure function of
     whole tensors, so that torch.compile fuses it into a pass or two over the weights.
     """
     v_xi = p * v_xi - g_xi
     v_xc = p * v_xc - g_xc
     if freeze_idle:
-        busy = ((g_xi != 0).any(1) | (g_xc != 0).any(1)).unsqueeze(1)  # (K, 1)
+        busy = ((g_xi != 0).any(-1) | (g_xc != 0).any(-1)).unsqueeze(-1)  # (K, 1)
         v_xi = torch.where(busy, v_xi, 0.0)
         v_xc = torch.where(busy, v_xc, 0.0)
-    scale = torch.maximum(v_xi.abs().amax(1), v_xc.abs().amax(1)).clamp_min(1e-30).unsqueeze(1)  # (K, 1)
+    scale = torch.maximum(v_xi.abs().amax(-1), v_xc.abs().amax(-1)).clamp_min(1e-30).unsqueeze(-1)  # (K, 1)
     step = eps / scale  # (K, 1)
     return (xi + v_xi * step).clamp(-1.0, 1.0), (xc + v_xc * step).clamp(-1.0, 1.0), v_xi, v_xc
 
@@ -194,6 +200,22 @@ def _compiled_update() -> Any:
     if not _UPDATE:
         _UPDATE.append(torch.compile(momentum_update, dynamic=False))
     return _UPDATE[0]
+
+
+def epoch_checks(model: DAM, epoch: int, cfg: TrainConfig, x_train: torch.Tensor, x_test: torch.Tensor,
+                 y_test: torch.Tensor, eval_every: int, health_every: int) -> dict[str, float]:
+    """What the history records of ``model`` after ``epoch`` epochs (1-based): the test error every ``eval_every``
+    epochs and the shares of dead memories on the training and test images every ``health_every`` epochs, both
+    also after the last epoch (0 turns either off)."""
+    out: dict[str, float] = {}
+    last = epoch == cfg.epochs
+    if eval_every and (epoch % eval_every == 0 or last):
+        with _denormals_flushed(cfg.flush_denormal):
+            out["test_error"] = model.error_rate(x_test, y_test)
+    if health_every and (epoch % health_every == 0 or last):
+        out["dead_train_%"] = 100.0 * dead_memories(model, x_train).float().mean().item()
+        out["dead_test_%"] = 100.0 * dead_memories(model, x_test).float().mean().item()
+    return out
 
 
 def train(
@@ -266,6 +288,7 @@ def train(
                 if adversary is not None:  # clean rows first, then their adversarial images
                     v, y = adversary(DAM(state.xi, state.xc, cfg.n, T), v, y)
                 out, loss = train_step(state, v, y, cfg, T, eps)
+                loss = loss.item()
                 pred, B = out.argmax(1), len(idx)
                 wrong += (pred[:B] != y[:B]).sum().item()
                 adv_wrong += (pred[B:] != y[B:]).sum().item()
@@ -274,14 +297,8 @@ def train(
         rec = dict(epoch=epoch + 1, T=T, eps=eps, loss=loss_sum / seen, train_error=100.0 * wrong / seen)
         if adversary is not None:
             rec["adv_train_error"] = 100.0 * adv_wrong / seen
-        if eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg.epochs):
-            model = DAM(state.xi, state.xc, cfg.n, cfg.temperature(epoch + 1))
-            with _denormals_flushed(cfg.flush_denormal):
-                rec["test_error"] = model.error_rate(x_test, y_test)
-        if health_every and ((epoch + 1) % health_every == 0 or epoch + 1 == cfg.epochs):
-            model = DAM(state.xi, state.xc, cfg.n, cfg.temperature(epoch + 1))
-            rec["dead_train_%"] = 100.0 * dead_memories(model, x_train).float().mean().item()
-            rec["dead_test_%"] = 100.0 * dead_memories(model, x_test).float().mean().item()
+        model = DAM(state.xi, state.xc, cfg.n, cfg.temperature(epoch + 1))
+        rec.update(epoch_checks(model, epoch + 1, cfg, x_train, x_test, y_test, eval_every, health_every))
         rec["wall_time_s"] = wall_before + time.perf_counter() - t0
         history.append(rec)
         if tqdm and progress:

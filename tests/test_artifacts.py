@@ -12,6 +12,7 @@ import torch
 from dam_utils import artifacts, claims
 from dam_utils.artifacts import ArtifactError
 from dam_utils.health import captured_by_dead, health_report
+from dam_utils.model import DAM
 from dam_utils.paths import REPO_ROOT, artifacts_dir
 from dam_utils.rubbish import RubbishConfig, generate_rubbish
 from dam_utils.train import TrainConfig, train
@@ -36,6 +37,26 @@ def test_book_models_exist_for_the_papers_and_the_slides_powers(manifest) -> Non
     assert sorted(int(n) for n in manifest["book_models"]) == sorted(BOOK_N)
 
 
+def float32_ties(model: DAM, x: torch.Tensor) -> int:
+    """Images whose two best classes float32 cannot order for certain: their energy differences D (computed in
+    float64) differ by less than K eps32 max|D|, the worst-case rounding of a K-term float32 sum. Which of the two
+    wins then depends on the order the kernel adds in (the compiled kernel of a power compiled after another one
+    adds in another order: the n = 8 model's train error moves by one image of 60000 that way)."""
+    twin = DAM(model.xi.double(), model.xc.double(), model.n, model.T)
+    d = twin.predict_energy(x.double())  # (N, 10)
+    top = d.topk(2, 1).values
+    tol = model.K * torch.finfo(torch.float32).eps * d.abs().amax(1)
+    return int((top[:, 0] - top[:, 1] <= tol).sum())
+
+
+def assert_error_matches(model: DAM, x: torch.Tensor, y: torch.Tensor, recorded: float) -> None:
+    """The error (percent) the weights give now is the recorded one, up to the images at a float32 tie."""
+    wrong_now = round(model.error_rate(x, y) * len(y) / 100)
+    wrong_then = round(recorded * len(y) / 100)
+    ties = float32_ties(model, x)
+    assert abs(wrong_now - wrong_then) <= ties, f"{wrong_now} wrong now, {wrong_then} recorded, {ties} ties"
+
+
 @pytest.mark.parametrize("n", BOOK_N)
 def test_book_model_provenance_and_recorded_errors(n: int, mnist) -> None:
     model, entry = artifacts.load_book_model(n)
@@ -49,9 +70,9 @@ def test_book_model_provenance_and_recorded_errors(n: int, mnist) -> None:
     for key in ("device", "device_name", "torch", "numpy", "python", "commit", "created_utc"):
         assert entry["environment"].get(key), f"provenance field {key!r} missing"
     assert entry["wall_time_s"] > 0
-    # the recorded errors and health are what the stored weights give
-    assert model.error_rate(mnist.x_test, mnist.y_test) == pytest.approx(entry["test_error"], abs=1e-9)
-    assert model.error_rate(mnist.x_train, mnist.y_train) == pytest.approx(entry["train_error"], abs=1e-9)
+    # the recorded errors and health are what the stored weights give (up to float32 ties, see below)
+    assert_error_matches(model, mnist.x_test, mnist.y_test, entry["test_error"])
+    assert_error_matches(model, mnist.x_train, mnist.y_train, entry["train_error"])
     health = health_report(model, mnist.x_train, mnist.x_test)
     assert health.keys() == entry["health"].keys()
     for key, value in health.items():

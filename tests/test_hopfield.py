@@ -12,6 +12,7 @@ from dam_utils.hopfield import (
     basin_sizes,
     binarise,
     energy,
+    exact_units,
     hebbian,
     iterative_rule,
     label_of,
@@ -152,3 +153,27 @@ def test_sphere_landscape_marks_the_basis_states() -> None:
         s = torch.sign(u @ torch.stack([t.sin() * f.cos(), t.sin() * f.sin(), t.cos()]))
         s[s == 0] = 1.0
         assert torch.isclose(land["energy"][i, j], energy(w, s[None])[0])
+
+
+def test_ties_are_exact_so_recall_is_the_same_on_every_machine() -> None:
+    """W = xi^T xi / N is a multiple of 1/N, so h = W s is one too: in those units (``exact_units``) every sum is an
+    exact integer and a tie h_i = 0 keeps its unit, as the rule says. Summed in units of 1, float64 rounding turns
+    most such ties into +-1e-17, whose sign depends on the order of additions (the CPU's BLAS): the unit then flips
+    on one machine and not on another. Here the first unit a sweep visits sits at such a tie, with the float sum's
+    sign against its state: recall keeps it."""
+    g = torch.Generator().manual_seed(0)
+    xi = torch.where(torch.rand(10, 784, generator=g) < 0.3, 1.0, -1.0)  # an even number of patterns: h can be 0
+    w = hebbian(xi)
+    units = exact_units(w)
+    assert torch.equal(units, (xi.T @ xi).fill_diagonal_(0.0))  # integers: N W
+    first = int(torch.randperm(784, generator=torch.Generator().manual_seed(0))[0])  # recall(seed=0)'s first unit
+    s = torch.where(torch.rand(2000, 784, generator=g) < 0.5, 1.0, -1.0).double()
+    h_exact, h_float = (s @ units)[:, first], (s @ w)[:, first]
+    trap = (h_exact == 0) & (torch.sign(h_float) == -s[:, first])  # a tie that rounding would break by flipping
+    assert trap.any(), "no tie broken by rounding among the random states"
+    s0 = s[trap][:1]
+    out, _ = recall(w, s0, max_sweeps=1, seed=0)
+    assert out[0, first] == s0[0, first]
+    # the iterative rule keeps W a multiple of 1/N too (eta = 1), so its memories get exact ties as well
+    w_it, _ = iterative_rule(xi, IterativeConfig.preset("smoke"))
+    assert torch.equal(exact_units(w_it), (w_it * 784).round())

@@ -28,7 +28,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     # 2 what training needs besides the model: its config and the health of the memories
     ("health", "train_config"),
     # 3 training and the manifest of trained models
-    ("train", "artifacts"),
+    ("train", "train_stack", "artifacts"),
     # 4 book models (load or train), attack numerics, confidence, the rectified-polynomial networks
     ("book_models", "objectives", "descent", "confidence", "polynet", "audit_model", "cnn", "hopfield",
      "dense_net"),
@@ -37,12 +37,12 @@ TIERS: tuple[tuple[str, ...], ...] = (
      "audit_attacks", "lbfgs", "selective_dropout", "deconvnet", "cnn_features", "adv_train"),
     # 6 experiments across models, their results cache, and the verdicts
     ("transfer", "results_cache", "claims", "section6", "audit", "explorer_traces", "slides", "lbfgs_pairs", "musunuru",
-     "hard_negatives", "hinthorn", "musunuru_report", "extension_models", "extensions"),
+     "hard_negatives", "hinthorn", "musunuru_report", "extension_models", "extensions", "rubbish_cache"),
     # 7 presentation: figures, widgets, the scorecard page
     ("plots", "figures_attacks", "figures_transfer", "section6_tables", "audit_tables", "widgets", "figures_hinthorn",
      "figures_musunuru", "extensions_report", "scorecard", "chapter_glue"),
     # 8 command lines that run a whole chapter's computation
-    ("reproduce",),
+    ("reproduce", "paper_scale"),
 )
 
 
