@@ -17,9 +17,9 @@ share, live memories that vote for one class), beta_sm (Fig. 7) and, for n != 2,
 made by the n = 2 model of the same seed (Fig. 5's key cell) and the reverse. The pack is ``<tag>.json`` (every
 model's config, history, measurements, environment, the SHA-256 of its raw weights and of the code that trained
 it) and, for ``--kind book``, the weights: each model's float32 bytes split into byte planes and deflated (lossless;
-trained weights shrink to 50-80 %), concatenated and cut into ``<tag>.partNN`` files of at most 15 MiB. A model
-whose weights would push the pack past ``--max-mib`` is recorded without them. ``--kind sweep`` never packs
-weights (issue 11: the n-sweep's weights are re-created from their configs).
+the nearly constant sign and exponent bytes shrink most), concatenated and cut into ``<tag>.partNN`` files of at
+most 15 MiB. A model whose weights would push the pack past ``--max-mib`` is recorded without them.
+``--kind sweep`` never packs weights (issue 11: the n-sweep's weights are re-created from their configs).
 
 ``import`` checks every part and every model's SHA-256, recomputes each model's test error here on the CPU, and
 stores the weights under ``artifacts/models`` (``manifest["paper_models"][n]`` for seed 0, every seed in

@@ -58,17 +58,18 @@ class TrainState:
 
     @classmethod
     def from_weights(cls, weights: torch.Tensor, velocity: torch.Tensor | None = None) -> TrainState:
-        """Split (K, N + 10) weights (and velocity, zero by default) into contiguous parts (N = 784 for images)."""
+        """Split (K, N + 10) weights (and velocity, zero by default) into contiguous parts (N = 784 for images);
+        a stack of models, (S, K, N + 10), splits the same way (:mod:`dam_utils.train_stack`)."""
         velocity = torch.zeros_like(weights) if velocity is None else velocity
-        N = weights.shape[1] - N_CLASSES
-        return cls(weights[:, :N].contiguous(), weights[:, N:].contiguous(),
-                    velocity[:, :N].contiguous(), velocity[:, N:].contiguous())
+        N = weights.shape[-1] - N_CLASSES
+        return cls(weights[..., :N].contiguous(), weights[..., N:].contiguous(),
+                    velocity[..., :N].contiguous(), velocity[..., N:].contiguous())
 
     def weights(self) -> torch.Tensor:
-        return torch.cat([self.xi, self.xc], 1)  # (K, 794)
+        return torch.cat([self.xi, self.xc], -1)  # (K, 794)
 
     def velocity(self) -> torch.Tensor:
-        return torch.cat([self.v_xi, self.v_xc], 1)  # (K, 794)
+        return torch.cat([self.v_xi, self.v_xc], -1)  # (K, 794)
 
 
 @contextmanager

@@ -52,11 +52,7 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
 def stack_state(cfg: TrainConfig, seeds: Sequence[int], device: torch.device | str, n_inputs: int) -> TrainState:
     """The stacked initial state: model s starts from ``init_weights`` of ``cfg`` with seed ``seeds[s]``."""
     w = torch.stack([init_weights(dataclasses.replace(cfg, seed=s), "cpu", n_inputs) for s in seeds])  # (S, K, N+C)
-    w = w.to(device)
-    N = n_inputs
-    z = torch.zeros_like(w)
-    return TrainState(w[..., :N].contiguous(), w[..., N:].contiguous(), z[..., :N].contiguous(),
-                      z[..., N:].contiguous())
+    return TrainState.from_weights(w.to(device))
 
 
 def stack_batches(labels: torch.Tensor, cfg: TrainConfig, seeds: Sequence[int], epoch: int) -> torch.Tensor:
@@ -111,10 +107,7 @@ def train_stack(
     if checkpoint is not None and resume and Path(checkpoint).exists():
         saved = load_checkpoint(checkpoint, map_location=device)
         check_compatible(saved["config"], run_config)
-        N = x_train.shape[1]
-        w, vel = saved["weights"].to(device, dt), saved["velocity"].to(device, dt)  # (S, K, N + 10)
-        state = TrainState(w[..., :N].contiguous(), w[..., N:].contiguous(), vel[..., :N].contiguous(),
-                           vel[..., N:].contiguous())
+        state = TrainState.from_weights(saved["weights"].to(device, dt), saved["velocity"].to(device, dt))
         histories, start = [list(h) for h in saved["histories"]], int(saved["epoch"])
         wall_before = float(saved["wall_time_s"])
         env["resumed_from_epoch"] = start
@@ -122,8 +115,8 @@ def train_stack(
     def snapshot(epoch: int, wall: float) -> None:
         if checkpoint is not None:
             save_checkpoint(checkpoint, dict(
-                config=run_config, epoch=epoch, weights=torch.cat([state.xi, state.xc], -1).cpu(),
-                velocity=torch.cat([state.v_xi, state.v_xc], -1).cpu(), histories=histories,
+                config=run_config, epoch=epoch, weights=state.weights().cpu(), velocity=state.velocity().cpu(),
+                histories=histories,
                 wall_time_s=wall, environment=env))
 
     def model(s: int, epoch: int) -> DAM:

@@ -30,7 +30,7 @@ def test_every_committed_model_of_chapter_2_is_cached(cached) -> None:
         assert r.summary()["images"] == len(r.target)
 
 
-#: every cached model (about 45 s in all here: the large-n descents run to 1500 steps)
+#: every cached model (the large-n descents run to 1500 steps: the slowest part of this file)
 RECHECKED = [(t, n) for t in (rubbish_cache.BOOK, *rubbish_cache.ABLATIONS) for n in rubbish_cache.N_VALUES]
 
 
